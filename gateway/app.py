@@ -1,0 +1,211 @@
+"""The application factory: every dependency passed in, nothing global."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway import errors
+from gateway.accounts import Directory
+from gateway.admin import Admin
+from gateway.auth import Authenticator
+from gateway.httpjson import json_response
+from gateway.metrics import Metrics
+from gateway.pricing_holder import PricingHolder
+from gateway.providers.base import Provider
+from gateway.providers.http import OpenAICompatibleProvider
+from gateway.providers.mock import MockProvider
+from gateway.proxy import Proxy
+from gateway.routing import Router
+from gateway.settings import Settings
+from gateway.tokens import TokenCounter
+from gateway.wallet import Wallet, read_request_record
+from pricing import PriceTable, format_usd, load_pricing
+
+log = logging.getLogger(__name__)
+
+PROXY = web.AppKey("proxy", Proxy)
+REDIS = web.AppKey("redis", object)
+PRICING = web.AppKey("pricing", PricingHolder)
+WALLET = web.AppKey("wallet", Wallet)
+AUTH = web.AppKey("auth", Authenticator)
+METRICS = web.AppKey("metrics", Metrics)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.GatewayError as exc:
+        return _render(exc)
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        if isinstance(exc, ConnectionResetError):  # the client went away; nobody to answer
+            raise
+        log.warning("billing store unreachable: %s", exc)
+        return _render(errors.BillingUnavailable(
+            "Billing is unavailable right now, so no request can be metered; try again shortly."
+        ))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err = errors.GatewayError(exc.reason)
+        err.status = exc.status
+        err.type = "invalid_request_error"
+        err.code = "not_found" if exc.status == 404 else "invalid_request"
+        if exc.status == 405:
+            err.code = "method_not_allowed"
+        return _render(err)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _render(errors.GatewayError("The gateway failed unexpectedly; nothing was charged."))
+
+
+def _render(exc: errors.GatewayError) -> web.Response:
+    return json_response(exc.body(), status=exc.status, headers=exc.headers or None)
+
+
+def build_providers(settings: Settings, session: aiohttp.ClientSession,
+                    counter: TokenCounter) -> Router:
+    routes: list[tuple[tuple[str, ...], Provider]] = []
+    for config in settings.providers:
+        provider: Provider
+        if config.kind == "mock":
+            provider = MockProvider(config.name, counter)
+        else:  # anthropic gets its own adapter with the Messages endpoint
+            provider = OpenAICompatibleProvider(
+                config, session, connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+            )
+        routes.append((config.models, provider))
+    return Router(routes)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis: Any,
+    admin_token_sha256: str,
+    registry: CollectorRegistry | None = None,
+    session: aiohttp.ClientSession | None = None,
+    pricing: PriceTable | None = None,
+    counter: TokenCounter | None = None,
+) -> web.Application:
+    """Build the gateway. ``redis`` is a redis.asyncio client the caller owns."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry)
+    holder = PricingHolder(pricing if pricing is not None else load_pricing(settings.pricing_file))
+    counter = counter or TokenCounter()
+    directory = Directory(redis)
+    wallet = Wallet(redis)
+    auth = Authenticator(directory)
+    admin = Admin(directory=directory, wallet=wallet, auth=auth,
+                  token_sha256=admin_token_sha256)
+
+    app = web.Application(middlewares=[error_middleware],
+                          client_max_size=settings.max_body_bytes + 1)
+    app[REDIS] = redis
+    app[PRICING] = holder
+    app[WALLET] = wallet
+    app[AUTH] = auth
+    app[METRICS] = metrics
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        own_session = session is None
+        http = session or aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+            auto_decompress=False,
+        )
+        await asyncio.get_running_loop().run_in_executor(None, counter.warm)
+        app[PROXY] = Proxy(settings=settings, wallet=wallet, auth=auth,
+                           router=build_providers(settings, http, counter), pricing=holder,
+                           counter=counter, metrics=metrics)
+        yield
+        await app[PROXY].drain()
+        if own_session:
+            await http.close()
+
+    app.cleanup_ctx.append(lifecycle)
+
+    async def proxied(request: web.Request) -> web.StreamResponse:
+        return await request.app[PROXY].handle(request)
+
+    async def my_wallet(request: web.Request) -> web.Response:
+        caller = await auth.authenticate(request.headers)
+        return json_response((await wallet.view(caller.account.id)).to_json())
+
+    async def my_request(request: web.Request) -> web.Response:
+        caller = await auth.authenticate(request.headers)
+        rid = request.match_info["request_id"]
+        record = await read_request_record(redis, caller.account.id, rid)
+        if record is None:
+            raise errors.NotFound(f"No request {rid!r} for this account.")
+        return json_response(request_json(rid, record))
+
+    async def healthz(request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(redis.ping(), timeout=1.0)
+        except Exception as exc:
+            return json_response({"status": "unavailable", "redis": str(exc) or "timeout"},
+                                 status=503)
+        return json_response({"status": "ok", "pricing_version": holder.table.version})
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app.add_routes([
+        web.post("/v1/chat/completions", proxied),
+        web.post("/v1/completions", proxied),
+        web.post("/v1/embeddings", proxied),
+        web.get("/v1/wallet", my_wallet),
+        web.get("/v1/requests/{request_id}", my_request),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/metrics", metrics_view),
+        *admin.routes(),
+    ])
+    return app
+
+
+def request_json(request_id: str, r: dict[str, str]) -> dict[str, object]:
+    """A metered record as the client API shows it."""
+    def n(name: str) -> int:
+        return int(r.get(name, "0") or 0)
+
+    usage = {name: n(name) for name in ("input_tokens", "output_tokens", "cache_read_tokens",
+                                        "cache_write_tokens", "reasoning_tokens")}
+    usage["total_tokens"] = sum(usage[k] for k in usage if k != "reasoning_tokens")
+    return {
+        "id": request_id,
+        "status": r.get("status", "pending"),
+        "model": r.get("model"),
+        "endpoint": r.get("endpoint"),
+        "project": r.get("project"),
+        "key_id": r.get("key_id"),
+        "stream": r.get("stream") == "1",
+        "usage": usage,
+        "usage_source": r.get("usage_source"),
+        "cost": format_usd(n("cost")),
+        "held": format_usd(n("hold")),
+        "http_status": n("http_status") or None,
+        "price_version": r.get("price_version"),
+        "created_ms": n("created_ms"),
+        "finished_ms": n("finished_ms") or None,
+    }

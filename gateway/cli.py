@@ -1,0 +1,138 @@
+"""``tollgate`` command line: ``tollgate serve`` runs the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import multiprocessing
+import os
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.embedded_redis import EmbeddedRedis
+from gateway.rediskeys import admin_token_hash
+from gateway.settings import ConfigError, Settings, load_settings
+from pricing import PricingError, load_pricing
+
+log = logging.getLogger("tollgate")
+DEFAULT_CONFIG = "config/gateway.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tollgate", description="Metering gateway for AI APIs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default=DEFAULT_CONFIG, help="gateway YAML file")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    serve.add_argument("--data-dir", default=None, help="overrides data_dir from the config")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = dict(os.environ if env is None else env)
+    logging.basicConfig(level=env.get("TOLLGATE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config, env)
+        if args.data_dir:
+            settings = settings.with_overrides(data_dir=Path(args.data_dir))
+        load_pricing(settings.pricing_file)  # fail fast, before any process starts
+    except (ConfigError, PricingError) as exc:
+        print(f"tollgate: {exc}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("tollgate: --workers must be at least 1", file=sys.stderr)
+        return 2
+    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url is None:
+        embedded = EmbeddedRedis(settings.data_dir)
+        settings = settings.with_overrides(redis_url=embedded.start())
+        log.info("embedded redis-server (%s) with AOF in %s", embedded.binary, settings.data_dir)
+    try:
+        token_sha = asyncio.run(_admin_token(settings))
+        print(f"Tollgate listening on http://{host}:{port} ({workers} worker(s)); "
+              f"pricing {settings.pricing_file}", flush=True)
+        if workers == 1:
+            _run_worker(settings, host, port, token_sha, reuse_port=False)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            procs = [ctx.Process(target=_run_worker, args=(settings, host, port, token_sha, True))
+                     for _ in range(workers)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def redis_client(url: str) -> Any:
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0,
+                                   socket_timeout=5.0, health_check_interval=30)
+
+
+async def _admin_token(settings: Settings) -> str:
+    """SHA-256 of the admin token: the configured one, or one made (and shown) once."""
+    if settings.admin_token:
+        return hashlib.sha256(settings.admin_token.encode()).hexdigest()
+    assert settings.redis_url is not None
+    client = redis_client(settings.redis_url)
+    try:
+        token = "tga-" + secrets.token_urlsafe(24)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        if await client.set(admin_token_hash(), digest, nx=True):
+            saved = settings.data_dir / "admin_token"
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            saved.write_text(token + "\n")
+            saved.chmod(0o600)
+            print(f"Admin token (shown once, also saved to {saved}): {token}", flush=True)
+            return digest
+        stored: str = await client.get(admin_token_hash())
+        print("Admin token: generated on first start (see admin_token in the data directory, "
+              "or set TOLLGATE_ADMIN_TOKEN).", flush=True)
+        return stored
+    finally:
+        await client.aclose()
+
+
+def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_port: bool) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    assert settings.redis_url is not None
+    url = settings.redis_url
+
+    async def make_app() -> web.Application:
+        client = redis_client(url)
+        app = create_app(settings, redis=client, admin_token_sha256=token_sha)
+
+        async def close_redis(_: web.Application) -> None:
+            await client.aclose()
+
+        app.on_cleanup.append(close_redis)
+        return app
+
+    web.run_app(make_app(), host=host, port=port, reuse_port=reuse_port, print=None,
+                access_log=None, handle_signals=True)

@@ -1,0 +1,120 @@
+"""Every error a client or operator can see, in one tree.
+
+Handlers raise; one middleware (:func:`gateway.app.error_middleware`) renders. The body is
+always OpenAI-shaped: ``{"error": {"message", "type", "code", "param"}}``.
+
+    GatewayError
+    ├── InvalidRequest          400 invalid_request
+    │   ├── ModelNotPriced      400 model_not_priced
+    │   └── NotFound            404 not_found
+    ├── InvalidApiKey           401 invalid_api_key
+    ├── AdminUnauthorized       401 invalid_admin_token
+    ├── InsufficientBalance     403 insufficient_balance
+    ├── Conflict                409 conflict
+    ├── RequestTooLarge         413 request_too_large
+    ├── RateLimited             429 rate_limit_exceeded   (+ Retry-After)
+    ├── UpstreamError           502 upstream_error
+    ├── BillingUnavailable      503 billing_unavailable
+    └── UpstreamTimeout         504 upstream_timeout
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, object]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "code": self.code,
+                "param": self.param,
+            }
+        }
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ModelNotPriced(InvalidRequest):
+    code = "model_not_priced"
+
+
+class NotFound(InvalidRequest):
+    status = 404
+    code = "not_found"
+
+
+class InvalidApiKey(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class AdminUnauthorized(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_admin_token"
+
+
+class InsufficientBalance(GatewayError):
+    status = 403
+    type = "insufficient_quota"
+    code = "insufficient_balance"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+
+
+class BillingUnavailable(GatewayError):
+    status = 503
+    type = "api_error"
+    code = "billing_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "api_error"
+    code = "upstream_timeout"

@@ -1,0 +1,25 @@
+-- _prelude: helpers prepended to every script by gateway.scripts (Lua has no import).
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function fmt(n)
+  return string.format('%d', n)
+end
+
+-- Holds past their deadline belong to requests whose gateway died: release each exactly once.
+-- Returns the number released.
+local function release_expired(wallet, holds, amounts, now)
+  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now, 'LIMIT', 0, 100)
+  for _, rid in ipairs(stale) do
+    local amt = redis.call('HGET', amounts, rid)
+    if amt then
+      redis.call('HINCRBY', wallet, 'held', -tonumber(amt))
+      redis.call('HDEL', amounts, rid)
+    end
+    redis.call('ZREM', holds, rid)
+  end
+  return #stale
+end

@@ -1,0 +1,86 @@
+-- admit_v1: admit one request: expire stale holds, check rate limits and funds, place a hold.
+--
+-- KEYS[1] wallet hash        KEYS[2] holds zset (request id -> deadline ms)
+-- KEYS[3] hold amounts hash  KEYS[4] request record hash
+-- KEYS[5] key rpm bucket     KEYS[6] key tpm bucket
+-- KEYS[7] account rpm bucket KEYS[8] account tpm bucket
+-- ARGV[1] request id         ARGV[2] hold wanted (nanodollars, worst-case cost)
+-- ARGV[3] hold ttl ms        ARGV[4] policy: "strict" | "postpaid"
+-- ARGV[5] estimated tokens   ARGV[6..9] limits for KEYS[5..8] (0 = unlimited; per minute)
+-- ARGV[10] record ttl s      ARGV[11..] record fields as name, value pairs
+-- Returns
+--   {1, available after hold, hold placed, now ms, remaining[4], reset ms[4]}
+--   {-1, available}                    funds do not cover the hold
+--   {-2, bucket index 1..4, retry ms}  a rate limit is exhausted (retry -1: never fits)
+--   {-3}                               request id already used
+local now = now_ms()
+release_expired(KEYS[1], KEYS[2], KEYS[3], now)
+
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return {-3}
+end
+
+-- Token buckets: capacity = limit, refilled continuously at limit per minute.
+local need = {1, tonumber(ARGV[5]), 1, tonumber(ARGV[5])}
+local levels = {}
+local remaining = {}
+local resets = {}
+for i = 1, 4 do
+  local cap = tonumber(ARGV[5 + i])
+  if cap > 0 then
+    local b = redis.call('HMGET', KEYS[4 + i], 'level', 'ts')
+    local level = tonumber(b[1]) or cap
+    local ts = tonumber(b[2]) or now
+    if now > ts then
+      level = math.min(cap, level + (now - ts) * cap / 60000)
+    end
+    if need[i] > cap then
+      return {-2, i, -1}
+    end
+    if level < need[i] then
+      return {-2, i, math.ceil((need[i] - level) * 60000 / cap)}
+    end
+    levels[i] = level - need[i]
+    remaining[i] = math.floor(levels[i])
+    resets[i] = math.ceil((cap - levels[i]) * 60000 / cap)
+  else
+    remaining[i] = -1
+    resets[i] = 0
+  end
+end
+
+local cash = tonumber(redis.call('HGET', KEYS[1], 'cash') or '0')
+local held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')
+local available = cash - held
+local hold = tonumber(ARGV[2])
+if available <= 0 then
+  return {-1, fmt(available)}
+end
+if hold > available then
+  if ARGV[4] == 'postpaid' then
+    hold = available
+  else
+    return {-1, fmt(available)}
+  end
+end
+
+for i = 1, 4 do
+  if levels[i] then
+    redis.call('HSET', KEYS[4 + i], 'level', tostring(levels[i]), 'ts', fmt(now))
+    redis.call('PEXPIRE', KEYS[4 + i], 120000)
+  end
+end
+
+local deadline = now + tonumber(ARGV[3])
+if hold > 0 then
+  redis.call('HINCRBY', KEYS[1], 'held', hold)
+  redis.call('HSET', KEYS[3], ARGV[1], hold)
+  redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+end
+redis.call('HSET', KEYS[4], 'status', 'pending', 'hold', fmt(hold),
+  'est_tokens', ARGV[5], 'created_ms', fmt(now), 'deadline_ms', fmt(deadline), unpack(ARGV, 11))
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[10]))
+
+return {1, fmt(available - hold), fmt(hold), now,
+  remaining[1], remaining[2], remaining[3], remaining[4],
+  resets[1], resets[2], resets[3], resets[4]}

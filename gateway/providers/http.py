@@ -1,0 +1,71 @@
+"""Providers reached over HTTP: any OpenAI-compatible base URL (and, later, Anthropic's)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+
+from gateway import errors
+from gateway.providers.base import UpstreamRequest
+from gateway.settings import ProviderConfig
+
+
+class HttpResponse:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except asyncio.TimeoutError as exc:
+            raise errors.UpstreamTimeout("the upstream stopped sending before the answer ended") from exc
+        except aiohttp.ClientError as exc:
+            raise errors.UpstreamError(f"the upstream connection broke: {type(exc).__name__}") from exc
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.read()
+        except asyncio.TimeoutError as exc:
+            raise errors.UpstreamTimeout("the upstream did not finish its answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise errors.UpstreamError(f"the upstream connection broke: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class OpenAICompatibleProvider:
+    kind = "openai"
+
+    def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, *,
+                 connect_timeout: float, read_timeout: float) -> None:
+        self.name = config.name
+        self._base = config.base_url
+        self._api_key = config.api_key
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_read=read_timeout
+        )
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+    async def send(self, request: UpstreamRequest) -> HttpResponse:
+        headers = {**request.headers, **self.auth_headers(), "Accept-Encoding": "identity"}
+        try:
+            response = await self._session.post(
+                self._base + request.path, data=request.body, headers=headers,
+                timeout=self._timeout, auto_decompress=False,
+            )
+        except asyncio.TimeoutError as exc:
+            raise errors.UpstreamTimeout(f"provider {self.name} did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise errors.UpstreamError(
+                f"provider {self.name} could not be reached: {type(exc).__name__}"
+            ) from exc
+        return HttpResponse(response)

@@ -1,0 +1,89 @@
+"""Every Redis key Tollgate uses is named here, and nowhere else.
+
+Per-account keys carry the hash tag ``{a:<account id>}`` so that every script touching one
+account runs on one Redis Cluster slot. Global keys (API-key lookups, the account index) are
+only ever read or written one key per command.
+"""
+
+from __future__ import annotations
+
+PREFIX = "tg"
+
+
+class AccountKeys:
+    """Key names of one account; all share one hash tag."""
+
+    __slots__ = ("account_id", "tag")
+
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        self.tag = f"{PREFIX}:{{a:{account_id}}}"
+
+    @property
+    def profile(self) -> str:
+        """Hash: name, plan, hold_policy, created_at."""
+        return f"{self.tag}:profile"
+
+    @property
+    def wallet(self) -> str:
+        """Hash of integer nanodollar counters: cash, held, topups, credits, refunds, charges,
+        and ``spend:<YYYY-MM>`` per month."""
+        return f"{self.tag}:wallet"
+
+    @property
+    def transactions(self) -> str:
+        """Stream: money flowing in or out of the wallet (top-ups, credits, refunds)."""
+        return f"{self.tag}:tx"
+
+    @property
+    def charges(self) -> str:
+        """Stream: one entry per settled request that cost money."""
+        return f"{self.tag}:charges"
+
+    @property
+    def orders(self) -> str:
+        """Hash: order_id -> transactions stream entry id (idempotency of money moves)."""
+        return f"{self.tag}:orders"
+
+    @property
+    def holds(self) -> str:
+        """Sorted set: request id scored by the hold's deadline (ms since epoch)."""
+        return f"{self.tag}:holds"
+
+    @property
+    def hold_amounts(self) -> str:
+        """Hash: request id -> nanodollars held."""
+        return f"{self.tag}:holdamt"
+
+    @property
+    def api_keys(self) -> str:
+        """Set of the account's API key ids."""
+        return f"{self.tag}:keys"
+
+    def request(self, request_id: str) -> str:
+        """Hash: the metered record of one request."""
+        return f"{self.tag}:req:{request_id}"
+
+    def bucket(self, scope: str, kind: str) -> str:
+        """Hash {level, ts}: a token bucket for ``scope`` ("acct" or "key:<id>"), ``kind`` rpm|tpm."""
+        return f"{self.tag}:rl:{scope}:{kind}"
+
+
+def accounts_index() -> str:
+    """Set of every account id."""
+    return f"{PREFIX}:accounts"
+
+
+def api_key_by_hash(key_hash: str) -> str:
+    """Hash: the record of one API key, found by the SHA-256 of the secret."""
+    return f"{PREFIX}:apikey:{key_hash}"
+
+
+def api_key_by_id(key_id: str) -> str:
+    """String: key id -> SHA-256 of the secret (for revocation)."""
+    return f"{PREFIX}:keyid:{key_id}"
+
+
+def admin_token_hash() -> str:
+    """String: SHA-256 of the generated admin token."""
+    return f"{PREFIX}:admin_token_sha256"

@@ -1,0 +1,23 @@
+"""Loads the Lua scripts in ``gateway/lua`` as redis-py Script objects.
+
+Each script is the shared ``_prelude.lua`` followed by the script's own file. redis-py's Script
+runs by SHA and reloads itself on NOSCRIPT, so a restarted or failed-over Redis needs nothing.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+SCRIPT_NAMES = ("admit_v1", "settle_v1", "money_move_v1", "sweep_v1")
+
+
+def script_source(name: str) -> str:
+    folder = resources.files("gateway") / "lua"
+    prelude = (folder / "_prelude.lua").read_text(encoding="utf-8")
+    return prelude + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def register_scripts(redis: Any) -> dict[str, Any]:
+    """Register every script on ``redis`` (a redis.asyncio client or cluster client)."""
+    return {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}

@@ -1,0 +1,174 @@
+"""Gateway configuration: one YAML file, validated into frozen dataclasses.
+
+Every problem is reported as one line naming the file, the field and what is wrong, so a bad
+deploy fails at start-up with something an operator can act on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+PROVIDER_KINDS = ("openai", "anthropic", "mock")
+DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1"}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, already phrased as ``<file>: <field>: <problem>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    kind: str
+    base_url: str
+    models: tuple[str, ...]
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: str
+    redis_url: str | None
+    data_dir: Path
+    pricing_file: Path
+    providers: tuple[ProviderConfig, ...]
+    admin_token: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 8 * 1024 * 1024
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+    hold_ttl: float = 900.0
+    record_ttl: int = 30 * 86400
+    default_max_output_tokens: int = 4096
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_TOP_LEVEL = {
+    "redis_url", "data_dir", "pricing_file", "providers", "max_body_bytes", "connect_timeout",
+    "read_timeout", "hold_ttl", "record_ttl", "default_max_output_tokens",
+}
+_PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
+
+
+def load_settings(path: str | os.PathLike[str], env: Mapping[str, str]) -> Settings:
+    """Read and validate the config file; ``env`` supplies overrides and provider secrets."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"{source}: invalid YAML{line}") from None
+    return parse_settings(data, source=source, base_dir=Path(path).resolve().parent, env=env)
+
+
+def parse_settings(
+    data: object, *, source: str, base_dir: Path, env: Mapping[str, str]
+) -> Settings:
+    def fail(field_name: str, problem: str) -> ConfigError:
+        return ConfigError(f"{source}: {field_name}: {problem}")
+
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must be a YAML mapping")
+    for key in data:
+        if key not in _TOP_LEVEL:
+            raise fail(str(key), f"unknown field; expected one of {', '.join(sorted(_TOP_LEVEL))}")
+
+    redis_url = data.get("redis_url")
+    if redis_url is not None and not isinstance(redis_url, str):
+        raise fail("redis_url", "must be a string like redis://host:6379/0 or null")
+    redis_url = env.get("TOLLGATE_REDIS_URL") or redis_url
+
+    def path_field(name: str, default: str) -> Path:
+        value = data.get(name, default)
+        if not isinstance(value, str) or not value:
+            raise fail(name, "must be a non-empty path")
+        p = Path(value)
+        return p if p.is_absolute() else base_dir / p
+
+    def number_field(name: str, default: float, *, integer: bool = False) -> float:
+        value = data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise fail(name, "must be a positive number")
+        if integer and not isinstance(value, int):
+            raise fail(name, "must be a positive whole number")
+        return value
+
+    providers = tuple(
+        _parse_provider(item, f"providers[{i}]", fail, env)
+        for i, item in enumerate(_list(data.get("providers", []), "providers", fail))
+    )
+    names = [p.name for p in providers]
+    for name in names:
+        if names.count(name) > 1:
+            raise fail("providers", f"duplicate provider name {name!r}")
+
+    return Settings(
+        source=source,
+        redis_url=redis_url,
+        data_dir=path_field("data_dir", ".tollgate"),
+        pricing_file=path_field("pricing_file", "pricing.yaml"),
+        providers=providers,
+        admin_token=env.get("TOLLGATE_ADMIN_TOKEN") or None,
+        max_body_bytes=int(number_field("max_body_bytes", 8 * 1024 * 1024, integer=True)),
+        connect_timeout=float(number_field("connect_timeout", 10.0)),
+        read_timeout=float(number_field("read_timeout", 600.0)),
+        hold_ttl=float(number_field("hold_ttl", 900.0)),
+        record_ttl=int(number_field("record_ttl", 30 * 86400, integer=True)),
+        default_max_output_tokens=int(
+            number_field("default_max_output_tokens", 4096, integer=True)
+        ),
+    )
+
+
+def _list(value: object, name: str, fail: _Fail) -> list[object]:
+    if not isinstance(value, list):
+        raise fail(name, "must be a list")
+    return value
+
+
+class _Fail:  # the shape of parse_settings' local fail(); a Protocol would be heavier
+    def __call__(self, field_name: str, problem: str) -> ConfigError: ...
+
+
+def _parse_provider(item: object, where: str, fail: _Fail, env: Mapping[str, str]) -> ProviderConfig:
+    if not isinstance(item, dict):
+        raise fail(where, "must be a mapping with name, kind and models")
+    for key in item:
+        if key not in _PROVIDER_FIELDS:
+            raise fail(f"{where}.{key}", f"unknown field; expected one of {', '.join(sorted(_PROVIDER_FIELDS))}")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise fail(f"{where}.name", "must be a non-empty string")
+    kind = item.get("kind")
+    if kind not in PROVIDER_KINDS:
+        raise fail(f"{where}.kind", f"must be one of {', '.join(PROVIDER_KINDS)}, got {kind!r}")
+    base_url = item.get("base_url", DEFAULT_BASE_URLS.get(str(kind), ""))
+    if not isinstance(base_url, str) or (kind != "mock" and not base_url.startswith(("http://", "https://"))):
+        raise fail(f"{where}.base_url", "must be an http:// or https:// URL")
+    models = item.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
+        raise fail(f"{where}.models", "must be a non-empty list of model names or globs")
+    api_key = item.get("api_key")
+    if api_key is not None and not isinstance(api_key, str):
+        raise fail(f"{where}.api_key", "must be a string")
+    key_env = item.get("api_key_env")
+    if key_env is not None:
+        if not isinstance(key_env, str) or not key_env:
+            raise fail(f"{where}.api_key_env", "must be the name of an environment variable")
+        api_key = env.get(key_env) or api_key
+    return ProviderConfig(
+        name=name, kind=str(kind), base_url=base_url.rstrip("/"), models=tuple(models), api_key=api_key
+    )

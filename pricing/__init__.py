@@ -1,0 +1,25 @@
+"""Exact prices and costs for Tollgate: parse a pricing file, price a request's usage.
+
+Pure apart from ``load_pricing`` reading one file. Money is integer nanodollars
+(``UNITS_PER_USD`` per dollar); ``parse_usd``/``format_usd`` convert at the edges.
+"""
+
+from __future__ import annotations
+
+from pricing.cost import compute_cost
+from pricing.money import UNITS_PER_USD, format_usd, parse_usd
+from pricing.table import ModelPrice, PriceTable, PricingError, load_pricing, parse_pricing
+from pricing.usage import Usage
+
+__all__ = [
+    "UNITS_PER_USD",
+    "ModelPrice",
+    "PriceTable",
+    "PricingError",
+    "Usage",
+    "compute_cost",
+    "format_usd",
+    "load_pricing",
+    "parse_pricing",
+    "parse_usd",
+]

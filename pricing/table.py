@@ -1,0 +1,289 @@
+"""Price tables: parse and validate the pricing YAML into exact integer prices.
+
+Every price is converted once, here, from the file's decimal text to integer nanodollars
+(per 1M tokens, per request, per image or per audio minute), so nothing downstream ever sees a
+decimal or a float. Validation is strict and each problem is one line naming the file, the
+model and the field, because a pricing mistake silently bills customers wrongly, while a
+refused file is noticed at start-up.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from types import MappingProxyType
+
+import yaml
+
+from pricing.exact_yaml import ExactLoader
+from pricing.money import decimal_to_units
+
+
+class PricingError(ValueError):
+    """A pricing file that cannot be used.
+
+    The message is one line: ``"<source>: models.<model>.<field>: <problem>"``, or
+    ``"<source>: <problem>"`` for problems with the file as a whole.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """One model's prices, all in integer nanodollars; ``None`` means "not priced this way".
+
+    Token prices are per 1M tokens. ``model`` is the table key, which may be a glob pattern.
+    ``per_image`` maps ``"1024x1024"`` or ``"1024x1024/hd"`` to a price per image; treat it as
+    read-only.
+    """
+
+    model: str
+    input: int | None = None
+    output: int | None = None
+    cache_read: int | None = None
+    cache_write: int | None = None
+    per_request: int | None = None
+    per_image: Mapping[str, int] | None = None
+    per_audio_minute: int | None = None
+    max_output_tokens: int | None = None
+
+    @property
+    def is_token_priced(self) -> bool:
+        return self.input is not None or self.output is not None
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """All model prices of one pricing file; ``version`` identifies it in usage records."""
+
+    models: Mapping[str, ModelPrice]
+    version: str
+    source: str
+    # Glob keys, best match first, so lookup is a single scan.
+    _globs: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Copy into a read-only view: a table is shared by all requests and must not change
+        # under them, and _globs must stay in step with the keys.
+        models = MappingProxyType(dict(self.models))
+        object.__setattr__(self, "models", models)
+        globs = [name for name in models if "*" in name or "?" in name]
+        globs.sort(key=lambda pattern: (-_literal_length(pattern), -len(pattern), pattern))
+        object.__setattr__(self, "_globs", tuple(globs))
+
+    def lookup(self, model: str) -> ModelPrice | None:
+        """Price for ``model``: the exact key, else the most specific matching glob, else None.
+
+        "Most specific" is the pattern with the most literal characters, so ``gpt-4o-mini*``
+        beats ``gpt-4o*``, which beats ``gpt-*``. Matching is case-sensitive.
+        """
+        exact = self.models.get(model)
+        if exact is not None:
+            return exact
+        for pattern in self._globs:
+            if fnmatch.fnmatchcase(model, pattern):
+                return self.models[pattern]
+        return None
+
+    def names(self) -> list[str]:
+        return sorted(self.models)
+
+
+def _literal_length(pattern: str) -> int:
+    return len(pattern) - pattern.count("*") - pattern.count("?")
+
+
+def load_pricing(path: str | os.PathLike[str]) -> PriceTable:
+    """Read and parse a pricing file; the only function in ``pricing`` that does I/O."""
+    source = os.fspath(path)
+    try:
+        with open(source, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise PricingError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PricingError(f"{source}: cannot read: not UTF-8 ({exc.reason})") from None
+    return parse_pricing(text, source=source)
+
+
+def parse_pricing(text: str, *, source: str) -> PriceTable:
+    """Parse pricing YAML ``text``; ``source`` names it in error messages (usually a path).
+
+    ``version`` is the file's ``version:`` field, else ``"sha256:"`` plus the first 12 hex
+    digits of the text's SHA-256, so a changed file always gets a new version.
+    """
+    document = _load_yaml(text, source)
+    models, version = _parse_document(document, source)
+    if version is None:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        version = f"sha256:{digest[:12]}"
+    return PriceTable(models=models, version=version, source=source)
+
+
+def _load_yaml(text: str, source: str) -> object:
+    try:
+        # ExactLoader subclasses SafeLoader: this is safe_load with exact numbers.
+        return yaml.load(text, Loader=ExactLoader)
+    except yaml.MarkedYAMLError as exc:
+        where = ""
+        if exc.problem_mark is not None:
+            where = f" (line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1})"
+        problem = exc.problem or exc.context or "malformed document"
+        raise PricingError(_one_line(f"{source}: invalid YAML: {problem}{where}")) from None
+    except yaml.YAMLError as exc:
+        raise PricingError(_one_line(f"{source}: invalid YAML: {exc}")) from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        # PyYAML's own constructors raise bare errors on some malformed explicit tags
+        # (e.g. `!!timestamp x`); they are still a bad file, not a crash.
+        raise PricingError(_one_line(f"{source}: invalid YAML: {exc!r}")) from None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+# --- validation ---------------------------------------------------------------------------
+
+_TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write")
+_PRICE_UNITS = {
+    **dict.fromkeys(_TOKEN_FIELDS, "USD per 1M tokens"),
+    "per_request": "USD per request",
+    "per_audio_minute": "USD per audio minute",
+}
+_PRICE_FIELDS = (*_PRICE_UNITS, "per_image")
+_MODEL_FIELDS = (*_PRICE_FIELDS, "max_output_tokens")
+_TOP_LEVEL_FIELDS = ("models", "version")
+_IMAGE_SIZE_HINT = 'an image size like "1024x1024" or "1024x1024/hd"'
+
+
+def _fail(source: str, path: str, problem: str) -> PricingError:
+    return PricingError(_one_line(f"{source}: {path}: {problem}"))
+
+
+def _show(key: object) -> str:
+    """A key as it should appear in a one-line path: plain if it is plain, else quoted."""
+    text = key if isinstance(key, str) else str(key)
+    if text and text.isprintable() and not any(char.isspace() for char in text):
+        return text
+    return repr(text)
+
+
+def _is_plain_name(key: object) -> bool:
+    return isinstance(key, str) and _show(key) == key
+
+
+def _check_fields(
+    spec: dict[object, object], allowed: tuple[str, ...], source: str, prefix: str
+) -> None:
+    for key in spec:
+        if key not in allowed:
+            raise _fail(
+                source,
+                f"{prefix}{_show(key)}",
+                f"unknown field; expected one of {', '.join(allowed)}",
+            )
+
+
+def _parse_document(document: object, source: str) -> tuple[dict[str, ModelPrice], str | None]:
+    if not isinstance(document, dict):
+        raise PricingError(f"{source}: expected a mapping with a `models` key at the top level")
+    _check_fields(document, _TOP_LEVEL_FIELDS, source, "")
+    if "models" not in document:
+        raise PricingError(f"{source}: missing `models` mapping")
+    models = document["models"]
+    if not isinstance(models, dict):
+        raise _fail(source, "models", "must be a mapping of model name to prices")
+    parsed = {}
+    for name, spec in models.items():
+        if not _is_plain_name(name):
+            raise _fail(
+                source,
+                f"models.{_show(name)}",
+                "model name must be a non-empty string without whitespace "
+                "(quote it in YAML if it looks like a number)",
+            )
+        assert isinstance(name, str)
+        parsed[name] = _parse_model(name, spec, source)
+    return parsed, _parse_version(document.get("version"), source)
+
+
+def _parse_version(value: object, source: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal, date)):
+        raise _fail(source, "version", "must be a string or a number")
+    version = str(value)
+    if not version.strip() or not version.isprintable():
+        raise _fail(source, "version", "must be a non-empty single-line string")
+    return version
+
+
+def _parse_model(name: str, spec: object, source: str) -> ModelPrice:
+    path = f"models.{name}"
+    if spec is None:
+        raise _fail(source, path, "has no price")
+    if not isinstance(spec, dict):
+        raise _fail(source, path, "must be a mapping of price fields")
+    _check_fields(spec, _MODEL_FIELDS, source, f"{path}.")
+    if not any(key in spec for key in _PRICE_FIELDS):
+        raise _fail(source, path, f"has no price; set one of {', '.join(_PRICE_FIELDS)}")
+
+    def price(key: str) -> int | None:
+        if key not in spec:
+            return None
+        return _parse_price(spec[key], source, f"{path}.{key}", _PRICE_UNITS[key])
+
+    per_image = spec.get("per_image")
+    max_output_tokens = spec.get("max_output_tokens")
+    return ModelPrice(
+        model=name,
+        input=price("input"),
+        output=price("output"),
+        cache_read=price("cache_read"),
+        cache_write=price("cache_write"),
+        per_request=price("per_request"),
+        per_image=None
+        if "per_image" not in spec
+        else _parse_per_image(per_image, source, f"{path}.per_image"),
+        per_audio_minute=price("per_audio_minute"),
+        max_output_tokens=None
+        if "max_output_tokens" not in spec
+        else _parse_max_output_tokens(max_output_tokens, source, f"{path}.max_output_tokens"),
+    )
+
+
+def _parse_price(value: object, source: str, path: str, unit: str) -> int:
+    """A non-negative exact price in USD, converted to integer nanodollars."""
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise _fail(source, path, f"must be a number ({unit})")
+    amount = Decimal(value)
+    if not amount.is_finite():
+        raise _fail(source, path, "is not a finite price")
+    if amount < 0:
+        raise _fail(source, path, "must not be negative")
+    try:
+        return decimal_to_units(amount)
+    except ValueError as exc:
+        raise _fail(source, path, str(exc)) from None
+
+
+def _parse_per_image(value: object, source: str, path: str) -> dict[str, int]:
+    if not isinstance(value, dict) or not value:
+        raise _fail(source, path, f"must map {_IMAGE_SIZE_HINT} to USD per image")
+    prices = {}
+    for size, price in value.items():
+        if not _is_plain_name(size):
+            raise _fail(source, f"{path}.{_show(size)}", f"must be {_IMAGE_SIZE_HINT}")
+        assert isinstance(size, str)
+        prices[size] = _parse_price(price, source, f"{path}.{size}", "USD per image")
+    return prices
+
+
+def _parse_max_output_tokens(value: object, source: str, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _fail(source, path, "must be a positive integer")
+    return value

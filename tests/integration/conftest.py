@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.app import create_app
+from gateway.settings import ProviderConfig, Settings
+from gateway.tokens import TokenCounter
+from pricing import parse_pricing
+from tests.support.fake_upstream import FakeUpstream
+
+ADMIN_TOKEN = "test-admin-token"
+ADMIN_SHA = __import__("hashlib").sha256(ADMIN_TOKEN.encode()).hexdigest()
+
+PRICING = """
+version: test-1
+models:
+  gpt-4o-mini: {input: 0.15, output: 0.60, cache_read: 0.075, max_output_tokens: 1000}
+  gpt-flat: {per_request: 0.002, max_output_tokens: 100}
+  text-embedding-3-small: {input: 0.02}
+  mock-gpt: {input: 0.15, output: 0.60, cache_read: 0.075, max_output_tokens: 1000}
+  dall-e-3: {per_image: {"1024x1024": 0.04}}
+"""
+
+
+@pytest.fixture(scope="session")
+def counter() -> TokenCounter:
+    c = TokenCounter()
+    c.warm()
+    return c
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any, counter: TokenCounter) -> FakeUpstream:
+    fake = FakeUpstream(counter)
+    server = await aiohttp_server(fake.app)
+    fake.base_url = f"http://127.0.0.1:{server.port}/v1"  # type: ignore[attr-defined]
+    return fake
+
+
+def make_settings(upstream_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    settings = Settings(
+        source="test",
+        redis_url=None,
+        data_dir=tmp_path,
+        pricing_file=tmp_path / "pricing.yaml",
+        providers=(
+            ProviderConfig(name="mock", kind="mock", base_url="", models=("mock-*",)),
+            ProviderConfig(name="openai", kind="openai", base_url=upstream_url,
+                           models=("gpt-*", "text-embedding-*", "dall-e-*"),
+                           api_key="sk-upstream-secret"),
+        ),
+        admin_token=ADMIN_TOKEN,
+    )
+    return settings.with_overrides(**overrides)
+
+
+@dataclass
+class Gateway:
+    url: str
+    http: aiohttp.ClientSession
+    registry: CollectorRegistry
+    app: Any
+    clients: list[Any] = field(default_factory=list)
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    async def admin(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+        async with self.http.request(method, self.url + path, json=json,
+                                     headers=self.admin_headers) as r:
+            return r.status, await r.json()
+
+    async def account(self, *, topup: str | None = "10.00", rpm: int | None = None,
+                      tpm: int | None = None, **fields: Any) -> tuple[str, str]:
+        """A new account with one key (and a top-up): returns (account id, key secret)."""
+        status, acct = await self.admin("POST", "/admin/accounts", {"name": "acme", "plan": "pro",
+                                                                     **fields})
+        assert status == 201, acct
+        status, key = await self.admin("POST", f"/admin/accounts/{acct['id']}/keys",
+                                       {"project": "default", "name": "ci", "rpm": rpm,
+                                        "tpm": tpm})
+        assert status == 201, key
+        if topup is not None:
+            status, _ = await self.admin("POST", f"/admin/accounts/{acct['id']}/topups",
+                                         {"amount": topup, "order_id": f"seed-{acct['id']}"})
+            assert status == 201
+        return acct["id"], key["key"]
+
+    async def wallet(self, account_id: str) -> dict[str, str]:
+        status, body = await self.admin("GET", f"/admin/accounts/{account_id}/wallet")
+        assert status == 200, body
+        return body  # type: ignore[no-any-return]
+
+    def openai(self, key: str) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
+        self.clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+        await self.http.close()
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def make_gateway(aiohttp_server: Any, redis: Any, upstream: FakeUpstream, tmp_path: Path,
+                       counter: TokenCounter) -> AsyncIterator[GatewayFactory]:
+    gateways: list[Gateway] = []
+
+    async def factory(**overrides: Any) -> Gateway:
+        registry = CollectorRegistry()
+        settings = make_settings(upstream.base_url, tmp_path,  # type: ignore[attr-defined]
+                                 **overrides)
+        app = create_app(settings, redis=redis, admin_token_sha256=ADMIN_SHA, registry=registry,
+                         pricing=parse_pricing(PRICING, source="test"), counter=counter)
+        server = await aiohttp_server(app)
+        gw = Gateway(url=f"http://127.0.0.1:{server.port}", http=aiohttp.ClientSession(),
+                     registry=registry, app=app)
+        gateways.append(gw)
+        return gw
+
+    yield factory
+    for gw in gateways:
+        await gw.close()
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory) -> Gateway:
+    return await make_gateway()

@@ -1,0 +1,82 @@
+"""A real HTTP upstream on port 0 that answers like OpenAI (the mock provider's bytes).
+
+Knobs for tests: ``usage_override`` replaces usage fields, ``chunk_delay`` spaces stream chunks,
+``gate`` holds a stream after its first chunk until set, ``drop_after`` cuts the connection
+after N chunks, ``omit_usage`` strips usage, ``status`` forces an error answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.providers.mock import answer
+from gateway.tokens import TokenCounter
+
+
+class FakeUpstream:
+    def __init__(self, counter: TokenCounter) -> None:
+        self.counter = counter
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.usage_override: dict[str, Any] | None = None
+        self.chunk_delay = 0.0
+        self.gate: asyncio.Event | None = None
+        self.finished = asyncio.Event()
+        self.drop_after: int | None = None
+        self.omit_usage = False
+        self.status: int | None = None
+        self.app = web.Application()
+        self.app.router.add_post("/v1/{tail:.*}", self.handle)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(orjson.loads(body))
+        self.headers.append(dict(request.headers))
+        if self.status is not None:
+            return web.json_response({"error": {"message": "forced failure", "type": "server_error",
+                                                "code": None, "param": None}},
+                                     status=self.status, headers={"x-request-id": "up-123"})
+        result = answer("/" + request.match_info["tail"], body, self.counter,
+                        usage_override=self.usage_override)
+        chunks = result.chunks
+        if self.omit_usage:
+            chunks = [_without_usage(c) for c in chunks]
+            chunks = [c for c in chunks if c]
+        if len(chunks) == 1 and not result.headers["Content-Type"].startswith("text/event-stream"):
+            return web.Response(status=result.status, body=chunks[0],
+                                headers={**result.headers, "x-request-id": "up-123"})
+        response = web.StreamResponse(status=result.status, headers=result.headers)
+        await response.prepare(request)
+        try:
+            for i, chunk in enumerate(chunks):
+                if self.drop_after is not None and i == self.drop_after:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
+                await response.write(chunk)
+                if i == 0 and self.gate is not None:
+                    await self.gate.wait()
+                if self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+            await response.write_eof()
+        finally:
+            self.finished.set()
+        return response
+
+
+def _without_usage(chunk: bytes) -> bytes:
+    if not chunk.startswith(b"data: {"):
+        doc = orjson.loads(chunk) if chunk.startswith(b"{") else None
+        if isinstance(doc, dict):
+            doc.pop("usage", None)
+            return orjson.dumps(doc)
+        return chunk
+    doc = orjson.loads(chunk[6:])
+    if doc.get("choices") == [] and "usage" in doc:
+        return b""
+    doc.pop("usage", None)
+    return b"data: " + orjson.dumps(doc) + b"\n\n"
