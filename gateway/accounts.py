@@ -41,8 +41,13 @@ class ApiKey:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "id": self.id, "account": self.account_id, "project": self.project, "name": self.name,
-            "rpm": self.rpm or None, "tpm": self.tpm or None, "created_at": self.created_at,
+            "id": self.id,
+            "account": self.account_id,
+            "project": self.project,
+            "name": self.name,
+            "rpm": self.rpm or None,
+            "tpm": self.tpm or None,
+            "created_at": self.created_at,
         }
 
 
@@ -58,8 +63,13 @@ class Account:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "id": self.id, "name": self.name, "plan": self.plan, "hold_policy": self.hold_policy,
-            "rpm": self.rpm or None, "tpm": self.tpm or None, "created_at": self.created_at,
+            "id": self.id,
+            "name": self.name,
+            "plan": self.plan,
+            "hold_policy": self.hold_policy,
+            "rpm": self.rpm or None,
+            "tpm": self.tpm or None,
+            "created_at": self.created_at,
         }
 
 
@@ -76,9 +86,13 @@ def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
 
 def _account(account_id: str, f: Mapping[str, str]) -> Account:
     return Account(
-        id=account_id, name=f.get("name", ""), plan=f.get("plan", ""),
-        hold_policy=f.get("hold_policy", "strict"), rpm=int(f.get("rpm", "0")),
-        tpm=int(f.get("tpm", "0")), created_at=f.get("created_at", ""),
+        id=account_id,
+        name=f.get("name", ""),
+        plan=f.get("plan", ""),
+        hold_policy=f.get("hold_policy", "strict"),
+        rpm=int(f.get("rpm", "0")),
+        tpm=int(f.get("tpm", "0")),
+        created_at=f.get("created_at", ""),
     )
 
 
@@ -90,8 +104,13 @@ class Directory:
 
     async def create_account(self, fields: Mapping[str, str]) -> Account:
         account_id = str(uuid.uuid4())
-        record = {"hold_policy": "strict", "rpm": "0", "tpm": "0", **fields,
-                  "created_at": _now_iso()}
+        record = {
+            "hold_policy": "strict",
+            "rpm": "0",
+            "tpm": "0",
+            **fields,
+            "created_at": _now_iso(),
+        }
         await self._redis.hset(AccountKeys(account_id).profile, mapping=record)
         await self._redis.sadd(accounts_index(), account_id)
         return _account(account_id, record)
@@ -121,10 +140,24 @@ class Directory:
         await self.get_account(account_id)
         secret = new_secret()
         digest = hash_key(secret)
-        key = ApiKey(id="key_" + uuid.uuid4().hex[:24], account_id=account_id, project=project,
-                     name=name, rpm=rpm, tpm=tpm, created_at=_now_iso())
-        record = {"id": key.id, "account": account_id, "project": project, "name": name,
-                  "rpm": str(rpm), "tpm": str(tpm), "created_at": key.created_at}
+        key = ApiKey(
+            id="key_" + uuid.uuid4().hex[:24],
+            account_id=account_id,
+            project=project,
+            name=name,
+            rpm=rpm,
+            tpm=tpm,
+            created_at=_now_iso(),
+        )
+        record = {
+            "id": key.id,
+            "account": account_id,
+            "project": project,
+            "name": name,
+            "rpm": str(rpm),
+            "tpm": str(tpm),
+            "created_at": key.created_at,
+        }
         await self._redis.hset(api_key_by_hash(digest), mapping=record)
         await self._redis.set(api_key_by_id(key.id), digest)
         await self._redis.sadd(AccountKeys(account_id).api_keys, key.id)
@@ -148,9 +181,15 @@ class Directory:
         if not raw:
             return None
         f = _decode(raw)
-        return ApiKey(id=f["id"], account_id=f["account"], project=f.get("project", "default"),
-                      name=f.get("name", ""), rpm=int(f.get("rpm", "0")),
-                      tpm=int(f.get("tpm", "0")), created_at=f.get("created_at", ""))
+        return ApiKey(
+            id=f["id"],
+            account_id=f["account"],
+            project=f.get("project", "default"),
+            name=f.get("name", ""),
+            rpm=int(f.get("rpm", "0")),
+            tpm=int(f.get("tpm", "0")),
+            created_at=f.get("created_at", ""),
+        )
 
     async def revoke_key(self, key_id: str) -> None:
         digest = await self._redis.get(api_key_by_id(key_id))

@@ -22,8 +22,9 @@ TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at"
 
 
 class Admin:
-    def __init__(self, *, directory: Directory, wallet: Wallet, auth: Authenticator,
-                 token_sha256: str) -> None:
+    def __init__(
+        self, *, directory: Directory, wallet: Wallet, auth: Authenticator, token_sha256: str
+    ) -> None:
         self._directory = directory
         self._wallet = wallet
         self._auth = auth
@@ -49,17 +50,20 @@ class Admin:
         scheme, _, token = auth.partition(" ")
         digest = hashlib.sha256(token.strip().encode()).hexdigest()
         if scheme.lower() != "bearer" or not hmac.compare_digest(digest, self._token_sha256):
-            raise errors.AdminUnauthorized("A valid admin token is required: "
-                                           "'Authorization: Bearer $TOLLGATE_ADMIN_TOKEN'.")
+            raise errors.AdminUnauthorized(
+                "A valid admin token is required: 'Authorization: Bearer $TOLLGATE_ADMIN_TOKEN'."
+            )
 
     # -- accounts ----------------------------------------------------------------------------
 
     def _account_fields(self, body: dict[str, Any], *, creating: bool) -> dict[str, str]:
         unknown = set(body) - ACCOUNT_FIELDS
         if unknown:
-            raise errors.InvalidRequest(f"Unknown field {sorted(unknown)[0]!r}; expected one of "
-                                        f"{', '.join(sorted(ACCOUNT_FIELDS))}.",
-                                        param=sorted(unknown)[0])
+            raise errors.InvalidRequest(
+                f"Unknown field {sorted(unknown)[0]!r}; expected one of "
+                f"{', '.join(sorted(ACCOUNT_FIELDS))}.",
+                param=sorted(unknown)[0],
+            )
         fields: dict[str, str] = {}
         if creating or "name" in body:
             fields["name"] = string_field(body, "name")
@@ -68,8 +72,9 @@ class Admin:
         if "hold_policy" in body:
             policy = body["hold_policy"]
             if policy not in HOLD_POLICIES:
-                raise errors.InvalidRequest("'hold_policy' must be 'strict' or 'postpaid'.",
-                                            param="hold_policy")
+                raise errors.InvalidRequest(
+                    "'hold_policy' must be 'strict' or 'postpaid'.", param="hold_policy"
+                )
             fields["hold_policy"] = policy
         for name in ("rpm", "tpm"):
             if name in body:
@@ -85,8 +90,9 @@ class Admin:
     async def list_accounts(self, request: web.Request) -> web.Response:
         self.check(request)
         ids = await self._directory.account_ids()
-        return json_response({"data": [(await self._directory.get_account(i)).to_json()
-                                       for i in ids]})
+        return json_response(
+            {"data": [(await self._directory.get_account(i)).to_json() for i in ids]}
+        )
 
     async def get_account(self, request: web.Request) -> web.Response:
         self.check(request)
@@ -143,10 +149,12 @@ class Admin:
         order_id = string_field(body, "order_id")
         note = body.get("note", "")
         if not isinstance(note, str) or len(note) > 500:
-            raise errors.InvalidRequest("'note' must be a string of at most 500 characters.",
-                                        param="note")
-        txn, replayed = await self._wallet.move_money(account_id, kind=kind, amount=amount,
-                                                      order_id=order_id, note=note)
+            raise errors.InvalidRequest(
+                "'note' must be a string of at most 500 characters.", param="note"
+            )
+        txn, replayed = await self._wallet.move_money(
+            account_id, kind=kind, amount=amount, order_id=order_id, note=note
+        )
         return json_response(txn.to_json(), status=200 if replayed else 201)
 
     async def topup(self, request: web.Request) -> web.Response:
@@ -170,8 +178,9 @@ class Admin:
         except ValueError:
             limit = -1
         if not 1 <= limit <= 10_000:
-            raise errors.InvalidRequest("'limit' must be an integer from 1 to 10000.",
-                                        param="limit")
+            raise errors.InvalidRequest(
+                "'limit' must be an integer from 1 to 10000.", param="limit"
+            )
         rows = [t.to_json() for t in await self._wallet.transactions(account_id, limit=limit)]
         if request.query.get("format") == "csv":
             out = io.StringIO()

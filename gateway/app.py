@@ -53,9 +53,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(exc, ConnectionResetError):  # the client went away; nobody to answer
             raise
         log.warning("billing store unreachable: %s", exc)
-        return _render(errors.BillingUnavailable(
-            "Billing is unavailable right now, so no request can be metered; try again shortly."
-        ))
+        return _render(
+            errors.BillingUnavailable(
+                "Billing is unavailable right now, so no request can be metered; try again shortly."
+            )
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -77,8 +79,9 @@ def _render(exc: errors.GatewayError) -> web.Response:
     return json_response(exc.body(), status=exc.status, headers=exc.headers or None)
 
 
-def build_providers(settings: Settings, session: aiohttp.ClientSession,
-                    counter: TokenCounter) -> Router:
+def build_providers(
+    settings: Settings, session: aiohttp.ClientSession, counter: TokenCounter
+) -> Router:
     routes: list[tuple[tuple[str, ...], Provider]] = []
     for config in settings.providers:
         provider: Provider
@@ -86,7 +89,9 @@ def build_providers(settings: Settings, session: aiohttp.ClientSession,
             provider = MockProvider(config.name, counter)
         else:  # anthropic gets its own adapter with the Messages endpoint
             provider = OpenAICompatibleProvider(
-                config, session, connect_timeout=settings.connect_timeout,
+                config,
+                session,
+                connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
             )
         routes.append((config.models, provider))
@@ -111,11 +116,11 @@ def create_app(
     directory = Directory(redis)
     wallet = Wallet(redis)
     auth = Authenticator(directory)
-    admin = Admin(directory=directory, wallet=wallet, auth=auth,
-                  token_sha256=admin_token_sha256)
+    admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256)
 
-    app = web.Application(middlewares=[error_middleware],
-                          client_max_size=settings.max_body_bytes + 1)
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=settings.max_body_bytes + 1
+    )
     app[REDIS] = redis
     app[PRICING] = holder
     app[WALLET] = wallet
@@ -129,9 +134,15 @@ def create_app(
             auto_decompress=False,
         )
         await asyncio.get_running_loop().run_in_executor(None, counter.warm)
-        app[PROXY] = Proxy(settings=settings, wallet=wallet, auth=auth,
-                           router=build_providers(settings, http, counter), pricing=holder,
-                           counter=counter, metrics=metrics)
+        app[PROXY] = Proxy(
+            settings=settings,
+            wallet=wallet,
+            auth=auth,
+            router=build_providers(settings, http, counter),
+            pricing=holder,
+            counter=counter,
+            metrics=metrics,
+        )
         yield
         await app[PROXY].drain()
         if own_session:
@@ -161,8 +172,9 @@ def create_app(
         try:
             await asyncio.wait_for(redis.ping(), timeout=1.0)
         except Exception as exc:
-            return json_response({"status": "unavailable", "redis": str(exc) or "timeout"},
-                                 status=503)
+            return json_response(
+                {"status": "unavailable", "redis": str(exc) or "timeout"}, status=503
+            )
         return json_response({"status": "ok", "pricing_version": holder.table.version})
 
     async def metrics_view(request: web.Request) -> web.Response:
@@ -170,27 +182,38 @@ def create_app(
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
-    app.add_routes([
-        web.post("/v1/chat/completions", proxied),
-        web.post("/v1/completions", proxied),
-        web.post("/v1/embeddings", proxied),
-        web.get("/v1/wallet", my_wallet),
-        web.get("/v1/requests/{request_id}", my_request),
-        web.get("/healthz", healthz),
-        web.get("/readyz", readyz),
-        web.get("/metrics", metrics_view),
-        *admin.routes(),
-    ])
+    app.add_routes(
+        [
+            web.post("/v1/chat/completions", proxied),
+            web.post("/v1/completions", proxied),
+            web.post("/v1/embeddings", proxied),
+            web.get("/v1/wallet", my_wallet),
+            web.get("/v1/requests/{request_id}", my_request),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/metrics", metrics_view),
+            *admin.routes(),
+        ]
+    )
     return app
 
 
 def request_json(request_id: str, r: dict[str, str]) -> dict[str, object]:
     """A metered record as the client API shows it."""
+
     def n(name: str) -> int:
         return int(r.get(name, "0") or 0)
 
-    usage = {name: n(name) for name in ("input_tokens", "output_tokens", "cache_read_tokens",
-                                        "cache_write_tokens", "reasoning_tokens")}
+    usage = {
+        name: n(name)
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+        )
+    }
     usage["total_tokens"] = sum(usage[k] for k in usage if k != "reasoning_tokens")
     return {
         "id": request_id,

@@ -32,7 +32,9 @@ class Caller:
 
 
 class Authenticator:
-    def __init__(self, directory: Directory, *, ttl: float = 2.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, directory: Directory, *, ttl: float = 2.0, max_entries: int = 100_000
+    ) -> None:
         self._directory = directory
         self._ttl = ttl
         self._max = max_entries

@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     env = dict(os.environ if env is None else env)
-    logging.basicConfig(level=env.get("TOLLGATE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=env.get("TOLLGATE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         settings = load_settings(args.config, env)
         if args.data_dir:
@@ -65,14 +67,19 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
         log.info("embedded redis-server (%s) with AOF in %s", embedded.binary, settings.data_dir)
     try:
         token_sha = asyncio.run(_admin_token(settings))
-        print(f"Tollgate listening on http://{host}:{port} ({workers} worker(s)); "
-              f"pricing {settings.pricing_file}", flush=True)
+        print(
+            f"Tollgate listening on http://{host}:{port} ({workers} worker(s)); "
+            f"pricing {settings.pricing_file}",
+            flush=True,
+        )
         if workers == 1:
             _run_worker(settings, host, port, token_sha, reuse_port=False)
         else:
             ctx = multiprocessing.get_context("spawn")
-            procs = [ctx.Process(target=_run_worker, args=(settings, host, port, token_sha, True))
-                     for _ in range(workers)]
+            procs = [
+                ctx.Process(target=_run_worker, args=(settings, host, port, token_sha, True))
+                for _ in range(workers)
+            ]
             for p in procs:
                 p.start()
             for p in procs:
@@ -86,8 +93,13 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
 def redis_client(url: str) -> Any:
     import redis.asyncio as aioredis
 
-    return aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0,
-                                   socket_timeout=5.0, health_check_interval=30)
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=1.0,
+        socket_timeout=5.0,
+        health_check_interval=30,
+    )
 
 
 async def _admin_token(settings: Settings) -> str:
@@ -107,8 +119,11 @@ async def _admin_token(settings: Settings) -> str:
             print(f"Admin token (shown once, also saved to {saved}): {token}", flush=True)
             return digest
         stored: str = await client.get(admin_token_hash())
-        print("Admin token: generated on first start (see admin_token in the data directory, "
-              "or set TOLLGATE_ADMIN_TOKEN).", flush=True)
+        print(
+            "Admin token: generated on first start (see admin_token in the data directory, "
+            "or set TOLLGATE_ADMIN_TOKEN).",
+            flush=True,
+        )
         return stored
     finally:
         await client.aclose()
@@ -134,5 +149,12 @@ def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_
         app.on_cleanup.append(close_redis)
         return app
 
-    web.run_app(make_app(), host=host, port=port, reuse_port=reuse_port, print=None,
-                access_log=None, handle_signals=True)
+    web.run_app(
+        make_app(),
+        host=host,
+        port=port,
+        reuse_port=reuse_port,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+    )

@@ -41,9 +41,23 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         sock = (self.data_dir / "redis.sock").resolve()
-        args = [self.binary, "--dir", str(self.data_dir.resolve()), "--appendonly", "yes",
-                "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-                "--bind", "127.0.0.1", "--protected-mode", "yes"]
+        args = [
+            self.binary,
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--bind",
+            "127.0.0.1",
+            "--protected-mode",
+            "yes",
+        ]
         if len(str(sock)) < 100:  # AF_UNIX paths are limited to ~108 bytes
             args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
             sock.unlink(missing_ok=True)
@@ -58,8 +72,10 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see "
-                                   f"{self.data_dir / 'redis.log'}")
+                raise RuntimeError(
+                    f"redis-server exited with {self.process.returncode}; see "
+                    f"{self.data_dir / 'redis.log'}"
+                )
             if self._answers():
                 return self.url
             time.sleep(0.05)
@@ -70,9 +86,9 @@ class EmbeddedRedis:
         try:
             if self.url.startswith("unix://"):
                 s = socket.socket(socket.AF_UNIX)
-                s.connect(self.url[len("unix://"):])
+                s.connect(self.url[len("unix://") :])
             else:
-                host, port = self.url[len("redis://"):].split("/")[0].split(":")
+                host, port = self.url[len("redis://") :].split("/")[0].split(":")
                 s = socket.create_connection((host, int(port)), timeout=0.5)
         except OSError:
             return False

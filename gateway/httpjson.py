@@ -29,18 +29,22 @@ async def json_object(request: web.Request, *, limit: int = ADMIN_BODY_LIMIT) ->
     return value
 
 
-def json_response(data: object, *, status: int = 200,
-                  headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, headers=headers,
-                        content_type="application/json")
+def json_response(
+    data: object, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
+    )
 
 
-def string_field(body: dict[str, Any], name: str, *, default: str | None = None,
-                 max_len: int = 200) -> str:
+def string_field(
+    body: dict[str, Any], name: str, *, default: str | None = None, max_len: int = 200
+) -> str:
     value = body.get(name, default)
     if not isinstance(value, str) or not value or len(value) > max_len:
-        raise errors.InvalidRequest(f"'{name}' must be a non-empty string of at most {max_len} "
-                                    "characters.", param=name)
+        raise errors.InvalidRequest(
+            f"'{name}' must be a non-empty string of at most {max_len} characters.", param=name
+        )
     return value
 
 

@@ -11,6 +11,7 @@ Money rules kept here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -37,17 +38,40 @@ from pricing import ModelPrice, Usage, compute_cost, format_usd
 log = logging.getLogger(__name__)
 
 # Request headers never forwarded: hop-by-hop, our own auth, and what the HTTP client recomputes.
-DROP_REQUEST = frozenset({
-    "host", "authorization", "x-api-key", "content-length", "connection", "keep-alive",
-    "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection",
-    "accept-encoding", "cookie", "expect",
-})
+DROP_REQUEST = frozenset(
+    {
+        "host",
+        "authorization",
+        "x-api-key",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-connection",
+        "accept-encoding",
+        "cookie",
+        "expect",
+    }
+)
 # Response headers never relayed: hop-by-hop, lengths we recompute, the provider's own limits
 # and cookies (they describe our provider account, not the caller's).
-DROP_RESPONSE = frozenset({
-    "connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
-    "set-cookie", "x-request-id", "date", "server",
-})
+DROP_RESPONSE = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "content-encoding",
+        "set-cookie",
+        "x-request-id",
+        "date",
+        "server",
+    }
+)
 USAGE_NULL_SUFFIX = b',"usage":null}'
 
 
@@ -136,14 +160,16 @@ class Proxy:
         except orjson.JSONDecodeError:
             raise errors.InvalidRequest(
                 "The request body is not valid JSON."
-                if body else "The request body is empty; send a JSON object."
+                if body
+                else "The request body is empty; send a JSON object."
             ) from None
         if not isinstance(payload, dict):
             raise errors.InvalidRequest("The request body must be a JSON object.")
         model = payload.get("model")
         if not isinstance(model, str) or not model:
-            raise errors.InvalidRequest("You must provide a model parameter (a string).",
-                                        param="model")
+            raise errors.InvalidRequest(
+                "You must provide a model parameter (a string).", param="model"
+            )
         stream = payload.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise errors.InvalidRequest("'stream' must be a boolean.", param="stream")
@@ -159,8 +185,13 @@ class Proxy:
         key, account = caller.key, caller.account
         return Call(
             request_id="req_" + uuid.uuid4().hex,
-            caller=caller, model=model, price=price, provider=provider, path=route_path(request),
-            body=body, payload=payload,
+            caller=caller,
+            model=model,
+            price=price,
+            provider=provider,
+            path=route_path(request),
+            body=body,
+            payload=payload,
             stream=bool(stream),
             limits=Limits(key.rpm, key.tpm, account.rpm, account.tpm),
         )
@@ -195,10 +226,14 @@ class Proxy:
             limits=call.limits,
             hold_ttl_ms=int(self._settings.hold_ttl * 1000),
             record_ttl=self._settings.record_ttl,
-            record={"model": call.model, "key_id": call.caller.key.id,
-                    "project": call.caller.key.project, "endpoint": path,
-                    "stream": "1" if call.stream else "0",
-                    "price_version": self._pricing.table.version},
+            record={
+                "model": call.model,
+                "key_id": call.caller.key.id,
+                "project": call.caller.key.project,
+                "endpoint": path,
+                "stream": "1" if call.stream else "0",
+                "price_version": self._pricing.table.version,
+            },
         )
         if isinstance(result, Refusal):
             call.settled = True  # nothing was held
@@ -216,8 +251,9 @@ class Proxy:
         self._metrics.rejections.labels("rate_limit_exceeded").inc()
         retry_s = max(1, -(-refusal.retry_ms // 1000)) if refusal.retry_ms >= 0 else 60
         raise errors.RateLimited(
-            ratelimit.refusal_message(call.limits, refusal.limit_index, refusal.retry_ms,
-                                      est_tokens),
+            ratelimit.refusal_message(
+                call.limits, refusal.limit_index, refusal.retry_ms, est_tokens
+            ),
             headers={"Retry-After": str(retry_s)},
         )
 
@@ -228,8 +264,9 @@ class Proxy:
         body_out, client_wants_usage = self._upstream_body(call)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST}
         t0 = time.perf_counter()
-        upstream = await call.provider.send(UpstreamRequest(path=path, headers=headers,
-                                                            body=body_out))
+        upstream = await call.provider.send(
+            UpstreamRequest(path=path, headers=headers, body=body_out)
+        )
         try:
             content_type = upstream.headers.get("Content-Type", "")
             if call.stream and upstream.status == 200 and "text/event-stream" in content_type:
@@ -248,8 +285,13 @@ class Proxy:
         if wants:
             return call.body, True
         if not wants:
-            payload = {**payload, "stream_options": {**(options if isinstance(options, dict)
-                                                         else {}), "include_usage": True}}
+            payload = {
+                **payload,
+                "stream_options": {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                },
+            }
         return orjson.dumps(payload), wants
 
     def _response_headers(self, call: Call, upstream: UpstreamResponse) -> CIMultiDict[str]:
@@ -267,30 +309,38 @@ class Proxy:
             out.update(ratelimit.headers(call.limits, call.admission))
         return out
 
-    async def _relay_body(self, call: Call, upstream: UpstreamResponse,
-                          t0: float) -> web.Response:
+    async def _relay_body(self, call: Call, upstream: UpstreamResponse, t0: float) -> web.Response:
         data = await upstream.read()
         call.upstream_seconds = time.perf_counter() - t0
         usage, _ = usage_from_openai_body(data) if data[:1] == b"{" else (None, None)
         source = "upstream"
         if usage is None and upstream.status < 400:
-            usage = Usage(input_tokens=self._counter.estimate_prompt(call.payload, call.model,
-                                                                     safety=False),
-                          output_tokens=self._counter.count(_body_text(data), call.model))
+            usage = Usage(
+                input_tokens=self._counter.estimate_prompt(call.payload, call.model, safety=False),
+                output_tokens=self._counter.count(_body_text(data), call.model),
+            )
             source = "estimated"
         status = "settled" if upstream.status < 400 else "failed"
-        settlement_cost, balance = await self._settle(call, usage, status=status, source=source,
-                                                      http_status=upstream.status)
+        settlement_cost, balance = await self._settle(
+            call, usage, status=status, source=source, http_status=upstream.status
+        )
         headers = self._response_headers(call, upstream)
         headers["X-Usage-Cost"] = format_usd(settlement_cost)
         headers["X-Total-Tokens"] = str(usage.total_tokens if usage else 0)
         headers["X-Balance-Remaining"] = format_usd(balance)
         return web.Response(status=upstream.status, body=data, headers=headers)
 
-    async def _relay_stream(self, request: web.Request, call: Call, upstream: UpstreamResponse,
-                            t0: float, client_wants_usage: bool) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status,
-                                      headers=self._response_headers(call, upstream))
+    async def _relay_stream(
+        self,
+        request: web.Request,
+        call: Call,
+        upstream: UpstreamResponse,
+        t0: float,
+        client_wants_usage: bool,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=upstream.status, headers=self._response_headers(call, upstream)
+        )
         decoder = SSEDecoder()
         tracker = OpenAIStreamTracker()
         strip = not client_wants_usage
@@ -342,18 +392,15 @@ class Proxy:
                 call.upstream_seconds = time.perf_counter() - t0
                 cost, _ = await self._settle_stream(call, tracker, source)
                 if source != "partial":
-                    try:
+                    with contextlib.suppress(ConnectionResetError, RuntimeError):
                         await response.write(comment(f"x-usage-cost {format_usd(cost)}"))
-                    except (ConnectionResetError, RuntimeError):
-                        pass
-        try:
+        with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
-        except ConnectionResetError:
-            pass
         return response
 
-    async def _settle_stream(self, call: Call, tracker: OpenAIStreamTracker,
-                             source: str) -> tuple[int, int]:
+    async def _settle_stream(
+        self, call: Call, tracker: OpenAIStreamTracker, source: str
+    ) -> tuple[int, int]:
         usage = tracker.usage if source == "upstream" else None
         if usage is None:
             usage = Usage(
@@ -364,25 +411,36 @@ class Proxy:
 
     # -- settling ----------------------------------------------------------------------------
 
-    async def _settle(self, call: Call, usage: Usage | None, *, status: str, source: str,
-                      http_status: int) -> tuple[int, int]:
+    async def _settle(
+        self, call: Call, usage: Usage | None, *, status: str, source: str, http_status: int
+    ) -> tuple[int, int]:
         """Charge and release; returns (cost charged, balance after). Survives cancellation."""
         call.settled = True
         cost = compute_cost(usage, call.price) if usage is not None else 0
         usage = usage or Usage()
         record = {
-            "status": status, "usage_source": source, "http_status": str(http_status),
-            "input_tokens": str(usage.input_tokens), "output_tokens": str(usage.output_tokens),
+            "status": status,
+            "usage_source": source,
+            "http_status": str(http_status),
+            "input_tokens": str(usage.input_tokens),
+            "output_tokens": str(usage.output_tokens),
             "cache_read_tokens": str(usage.cache_read_tokens),
             "cache_write_tokens": str(usage.cache_write_tokens),
             "reasoning_tokens": str(usage.reasoning_tokens),
             "finished_ms": str(int(time.time() * 1000)),
         }
-        task = asyncio.ensure_future(self._wallet.settle(
-            call.caller.account.id, request_id=call.request_id, key_id=call.caller.key.id,
-            cost=cost, tokens=usage.total_tokens, limits=call.limits,
-            record_ttl=self._settings.record_ttl, record=record,
-        ))
+        task = asyncio.ensure_future(
+            self._wallet.settle(
+                call.caller.account.id,
+                request_id=call.request_id,
+                key_id=call.caller.key.id,
+                cost=cost,
+                tokens=usage.total_tokens,
+                limits=call.limits,
+                record_ttl=self._settings.record_ttl,
+                record=record,
+            )
+        )
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         settlement = await asyncio.shield(task)
@@ -404,8 +462,8 @@ class Proxy:
 def _strip_usage_null(raw: bytes) -> bytes:
     """Undo what forcing ``include_usage`` added to an ordinary chunk: ``"usage":null``."""
     end = raw.rfind(b"}")
-    if raw[end - len(USAGE_NULL_SUFFIX) + 1:end + 1] == USAGE_NULL_SUFFIX:
-        return raw[:end - len(USAGE_NULL_SUFFIX) + 1] + b"}" + raw[end + 1:]
+    if raw[end - len(USAGE_NULL_SUFFIX) + 1 : end + 1] == USAGE_NULL_SUFFIX:
+        return raw[: end - len(USAGE_NULL_SUFFIX) + 1] + b"}" + raw[end + 1 :]
     return raw
 
 

@@ -36,7 +36,11 @@ def refusal_message(limits: Limits, index: int, retry_ms: int, tokens: int) -> s
     cap = limits.as_args()[index]
     unit = "tokens" if index in (1, 3) else "requests"
     if retry_ms < 0:
-        return (f"This request needs about {tokens} tokens, more than the {name} limit of "
-                f"{cap} tokens per minute allows; lower max_tokens or the prompt.")
-    return (f"Rate limit reached: {name} limit of {cap} {unit} per minute. "
-            f"Try again in {format_duration(retry_ms)}.")
+        return (
+            f"This request needs about {tokens} tokens, more than the {name} limit of "
+            f"{cap} tokens per minute allows; lower max_tokens or the prompt."
+        )
+    return (
+        f"Rate limit reached: {name} limit of {cap} {unit} per minute. "
+        f"Try again in {format_duration(retry_ms)}."
+    )

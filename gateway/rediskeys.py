@@ -65,7 +65,7 @@ class AccountKeys:
         return f"{self.tag}:req:{request_id}"
 
     def bucket(self, scope: str, kind: str) -> str:
-        """Hash {level, ts}: a token bucket for ``scope`` ("acct" or "key:<id>"), ``kind`` rpm|tpm."""
+        """Hash {level, ts}: token bucket of ``scope`` ("acct", "key:<id>"), ``kind`` rpm/tpm."""
         return f"{self.tag}:rl:{scope}:{kind}"
 
 

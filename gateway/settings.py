@@ -7,14 +7,17 @@ deploy fails at start-up with something an operator can act on.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 PROVIDER_KINDS = ("openai", "anthropic", "mock")
-DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1"}
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com/v1",
+}
 
 
 class ConfigError(ValueError):
@@ -50,8 +53,16 @@ class Settings:
 
 
 _TOP_LEVEL = {
-    "redis_url", "data_dir", "pricing_file", "providers", "max_body_bytes", "connect_timeout",
-    "read_timeout", "hold_ttl", "record_ttl", "default_max_output_tokens",
+    "redis_url",
+    "data_dir",
+    "pricing_file",
+    "providers",
+    "max_body_bytes",
+    "connect_timeout",
+    "read_timeout",
+    "hold_ttl",
+    "record_ttl",
+    "default_max_output_tokens",
 }
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
 
@@ -139,16 +150,20 @@ def _list(value: object, name: str, fail: _Fail) -> list[object]:
     return value
 
 
-class _Fail:  # the shape of parse_settings' local fail(); a Protocol would be heavier
-    def __call__(self, field_name: str, problem: str) -> ConfigError: ...
+_Fail = Callable[[str, str], ConfigError]
 
 
-def _parse_provider(item: object, where: str, fail: _Fail, env: Mapping[str, str]) -> ProviderConfig:
+def _parse_provider(
+    item: object, where: str, fail: _Fail, env: Mapping[str, str]
+) -> ProviderConfig:
     if not isinstance(item, dict):
         raise fail(where, "must be a mapping with name, kind and models")
     for key in item:
         if key not in _PROVIDER_FIELDS:
-            raise fail(f"{where}.{key}", f"unknown field; expected one of {', '.join(sorted(_PROVIDER_FIELDS))}")
+            raise fail(
+                f"{where}.{key}",
+                f"unknown field; expected one of {', '.join(sorted(_PROVIDER_FIELDS))}",
+            )
     name = item.get("name")
     if not isinstance(name, str) or not name:
         raise fail(f"{where}.name", "must be a non-empty string")
@@ -156,10 +171,16 @@ def _parse_provider(item: object, where: str, fail: _Fail, env: Mapping[str, str
     if kind not in PROVIDER_KINDS:
         raise fail(f"{where}.kind", f"must be one of {', '.join(PROVIDER_KINDS)}, got {kind!r}")
     base_url = item.get("base_url", DEFAULT_BASE_URLS.get(str(kind), ""))
-    if not isinstance(base_url, str) or (kind != "mock" and not base_url.startswith(("http://", "https://"))):
+    if not isinstance(base_url, str) or (
+        kind != "mock" and not base_url.startswith(("http://", "https://"))
+    ):
         raise fail(f"{where}.base_url", "must be an http:// or https:// URL")
     models = item.get("models")
-    if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
+    if (
+        not isinstance(models, list)
+        or not models
+        or not all(isinstance(m, str) and m for m in models)
+    ):
         raise fail(f"{where}.models", "must be a non-empty list of model names or globs")
     api_key = item.get("api_key")
     if api_key is not None and not isinstance(api_key, str):
@@ -170,5 +191,9 @@ def _parse_provider(item: object, where: str, fail: _Fail, env: Mapping[str, str
             raise fail(f"{where}.api_key_env", "must be the name of an environment variable")
         api_key = env.get(key_env) or api_key
     return ProviderConfig(
-        name=name, kind=str(kind), base_url=base_url.rstrip("/"), models=tuple(models), api_key=api_key
+        name=name,
+        kind=str(kind),
+        base_url=base_url.rstrip("/"),
+        models=tuple(models),
+        api_key=api_key,
     )

@@ -20,7 +20,7 @@ _LF = 10
 _CR = 13
 _LINE_ENDS = (_LF, _CR)
 # Two line ends in a row end a block. Every such pair of line ends contains one of these, and
-# a single line end (\n, \r, \r\n) contains none of them; see SSEDecoder._split.
+# a single line end (\n, \r, \r\n) contains none of them. SSEDecoder._split relies on this.
 _PAIRS = (b"\n\n", b"\r\r", b"\n\r")
 _NOT_SEARCHED = -1  # below any position, so the first lookup always searches
 
@@ -67,7 +67,11 @@ class SSEDecoder:
         return self._pending
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Return the blocks that ``chunk`` completes; buffer the unfinished tail."""
+        """Return the blocks that ``chunk`` completes; buffer the unfinished tail.
+
+        Raises ``SSEBufferOverflow`` when the unfinished tail grows past ``max_buffer``; the
+        decoder is then empty, and blocks completed by that same chunk are not returned.
+        """
         if not chunk:
             return []
         if self._parts:

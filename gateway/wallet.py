@@ -142,9 +142,14 @@ class Wallet:
     ) -> Admission | Refusal:
         k = AccountKeys(account_id)
         keys = [
-            k.wallet, k.holds, k.hold_amounts, k.request(request_id),
-            k.bucket(f"key:{key_id}", "rpm"), k.bucket(f"key:{key_id}", "tpm"),
-            k.bucket("acct", "rpm"), k.bucket("acct", "tpm"),
+            k.wallet,
+            k.holds,
+            k.hold_amounts,
+            k.request(request_id),
+            k.bucket(f"key:{key_id}", "rpm"),
+            k.bucket(f"key:{key_id}", "tpm"),
+            k.bucket("acct", "rpm"),
+            k.bucket("acct", "tpm"),
         ]
         args: list[Any] = [request_id, hold, hold_ttl_ms, policy, est_tokens]
         args += limits.as_args()
@@ -185,11 +190,22 @@ class Wallet:
         """
         k = AccountKeys(account_id)
         keys = [
-            k.wallet, k.holds, k.hold_amounts, k.request(request_id), k.charges,
-            k.bucket(f"key:{key_id}", "tpm"), k.bucket("acct", "tpm"),
+            k.wallet,
+            k.holds,
+            k.hold_amounts,
+            k.request(request_id),
+            k.charges,
+            k.bucket(f"key:{key_id}", "tpm"),
+            k.bucket("acct", "tpm"),
         ]
         args: list[Any] = [
-            request_id, cost, month_field(), tokens, limits.key_tpm, limits.account_tpm, record_ttl,
+            request_id,
+            cost,
+            month_field(),
+            tokens,
+            limits.key_tpm,
+            limits.account_tpm,
+            record_ttl,
         ]
         for name, value in record.items():
             args += [name, value]
@@ -218,8 +234,9 @@ class Wallet:
                 param="amount",
             )
         if status == -2:
-            raise errors.InvalidRequest("this top-up would exceed the wallet's maximum balance",
-                                        param="amount")
+            raise errors.InvalidRequest(
+                "this top-up would exceed the wallet's maximum balance", param="amount"
+            )
         txn = _transaction(_s(r[1]), r[2:])
         if status == 0 and (txn.type != kind or txn.amount != amount):
             raise errors.Conflict(
@@ -243,8 +260,9 @@ class Wallet:
             k.wallet, ["cash", "held", "topups", "refunds", "charges", month]
         )
         n = [int(v) if v is not None else 0 for v in values]
-        return WalletView(cash=n[0], held=n[1], topups=n[2], refunds=n[3], charges=n[4],
-                          month_spend=n[5])
+        return WalletView(
+            cash=n[0], held=n[1], topups=n[2], refunds=n[3], charges=n[4], month_spend=n[5]
+        )
 
     async def transactions(self, account_id: str, *, limit: int = 100) -> list[Transaction]:
         """Newest first."""
@@ -272,7 +290,9 @@ def _transaction(entry_id: str, flat: Sequence[Any]) -> Transaction:
     )
 
 
-async def read_request_record(redis: Any, account_id: str, request_id: str) -> dict[str, str] | None:
+async def read_request_record(
+    redis: Any, account_id: str, request_id: str
+) -> dict[str, str] | None:
     raw = await redis.hgetall(AccountKeys(account_id).request(request_id))
     if not raw:
         return None

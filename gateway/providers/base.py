@@ -12,7 +12,7 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    path: str                   # the client's path below /v1, e.g. "/chat/completions"
+    path: str  # the client's path below /v1, e.g. "/chat/completions"
     headers: Mapping[str, str]  # client headers worth forwarding (no auth, no hop-by-hop)
     body: bytes
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -22,18 +21,24 @@ class HttpResponse:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except asyncio.TimeoutError as exc:
-            raise errors.UpstreamTimeout("the upstream stopped sending before the answer ended") from exc
+        except TimeoutError as exc:
+            raise errors.UpstreamTimeout(
+                "the upstream stopped sending before the answer ended"
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise errors.UpstreamError(f"the upstream connection broke: {type(exc).__name__}") from exc
+            raise errors.UpstreamError(
+                f"the upstream connection broke: {type(exc).__name__}"
+            ) from exc
 
     async def read(self) -> bytes:
         try:
             return await self._response.read()
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise errors.UpstreamTimeout("the upstream did not finish its answer in time") from exc
         except aiohttp.ClientError as exc:
-            raise errors.UpstreamError(f"the upstream connection broke: {type(exc).__name__}") from exc
+            raise errors.UpstreamError(
+                f"the upstream connection broke: {type(exc).__name__}"
+            ) from exc
 
     def close(self) -> None:
         self._response.close()
@@ -42,8 +47,14 @@ class HttpResponse:
 class OpenAICompatibleProvider:
     kind = "openai"
 
-    def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, *,
-                 connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        session: aiohttp.ClientSession,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> None:
         self.name = config.name
         self._base = config.base_url
         self._api_key = config.api_key
@@ -59,10 +70,13 @@ class OpenAICompatibleProvider:
         headers = {**request.headers, **self.auth_headers(), "Accept-Encoding": "identity"}
         try:
             response = await self._session.post(
-                self._base + request.path, data=request.body, headers=headers,
-                timeout=self._timeout, auto_decompress=False,
+                self._base + request.path,
+                data=request.body,
+                headers=headers,
+                timeout=self._timeout,
+                auto_decompress=False,
             )
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise errors.UpstreamTimeout(f"provider {self.name} did not answer in time") from exc
         except aiohttp.ClientError as exc:
             raise errors.UpstreamError(

@@ -38,18 +38,27 @@ class MockAnswer:
 
 
 def error_answer(status: int, message: str, code: str) -> MockAnswer:
-    body = {"error": {"message": message, "type": "invalid_request_error", "code": code,
-                      "param": None}}
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "code": code, "param": None}
+    }
     return MockAnswer(status, dict(JSON_HEADERS), [orjson.dumps(body)])
 
 
-def answer(path: str, body: bytes, counter: TokenCounter, *, now: int | None = None,
-           usage_override: Mapping[str, Any] | None = None) -> MockAnswer:
+def answer(
+    path: str,
+    body: bytes,
+    counter: TokenCounter,
+    *,
+    now: int | None = None,
+    usage_override: Mapping[str, Any] | None = None,
+) -> MockAnswer:
     """The whole answer to one request, as bytes."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return error_answer(400, "We could not parse the JSON body of your request.", "invalid_json")
+        return error_answer(
+            400, "We could not parse the JSON body of your request.", "invalid_json"
+        )
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
         return error_answer(400, "you must provide a model parameter", "missing_model")
     model = payload["model"]
@@ -98,7 +107,9 @@ def _prompt_tokens(payload: dict[str, Any], counter: TokenCounter, model: str) -
     return counter.count(prompt, model) if isinstance(prompt, str) else 0
 
 
-def _reply_words(payload: dict[str, Any], counter: TokenCounter, model: str) -> tuple[list[str], str]:
+def _reply_words(
+    payload: dict[str, Any], counter: TokenCounter, model: str
+) -> tuple[list[str], str]:
     echo = " ".join(_last_user_text(payload).split()[:64])
     words = f"This is {model}, a mock model. You said: {echo}".split(" ")
     pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
@@ -115,22 +126,32 @@ def _reply_words(payload: dict[str, Any], counter: TokenCounter, model: str) -> 
     return pieces, "stop"
 
 
-def _usage(prompt: int, completion: int, cached: int,
-           override: Mapping[str, Any] | None) -> dict[str, Any]:
+def _usage(
+    prompt: int, completion: int, cached: int, override: Mapping[str, Any] | None
+) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0,
-                                      "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
     return {**usage, **override} if override else usage
 
 
-def _text_answer(payload: dict[str, Any], counter: TokenCounter, created: int,
-                 override: Mapping[str, Any] | None, *, chat: bool) -> MockAnswer:
+def _text_answer(
+    payload: dict[str, Any],
+    counter: TokenCounter,
+    created: int,
+    override: Mapping[str, Any] | None,
+    *,
+    chat: bool,
+) -> MockAnswer:
     model: str = payload["model"]
     n = payload.get("n", 1)
     n = n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 8 else 1
@@ -138,22 +159,43 @@ def _text_answer(payload: dict[str, Any], counter: TokenCounter, created: int,
     prompt = _prompt_tokens(payload, counter, model)
     completion = sum(counter.count(p, model) for p in pieces) * n
     # Like OpenAI: a cache hit needs 1024+ tokens and counts in 128-token steps.
-    cached = (prompt // 128) * 128 - 128 if payload.get("prompt_cache_key") and prompt >= 1152 else 0
+    cached = (
+        (prompt // 128) * 128 - 128 if payload.get("prompt_cache_key") and prompt >= 1152 else 0
+    )
     usage = _usage(prompt, completion, cached, override)
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
     text = "".join(pieces)
     if not payload.get("stream"):
         choices: list[dict[str, Any]]
         if chat:
-            choices = [{"index": i, "message": {"role": "assistant", "content": text,
-                                                "refusal": None, "annotations": []},
-                        "logprobs": None, "finish_reason": finish} for i in range(n)]
+            choices = [
+                {
+                    "index": i,
+                    "message": {
+                        "role": "assistant",
+                        "content": text,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+                for i in range(n)
+            ]
         else:
-            choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": finish}
-                       for i in range(n)]
-        body = {"id": rid, "object": "chat.completion" if chat else "text_completion",
-                "created": created, "model": model, "choices": choices, "usage": usage,
-                "system_fingerprint": "fp_mock"}
+            choices = [
+                {"index": i, "text": text, "logprobs": None, "finish_reason": finish}
+                for i in range(n)
+            ]
+        body = {
+            "id": rid,
+            "object": "chat.completion" if chat else "text_completion",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            "usage": usage,
+            "system_fingerprint": "fp_mock",
+        }
         return MockAnswer(200, dict(JSON_HEADERS), [orjson.dumps(body)])
 
     options = payload.get("stream_options")
@@ -161,17 +203,28 @@ def _text_answer(payload: dict[str, Any], counter: TokenCounter, created: int,
     obj = "chat.completion.chunk" if chat else "text_completion"
 
     def event(choices: list[dict[str, Any]], usage_value: Any = None) -> bytes:
-        chunk: dict[str, Any] = {"id": rid, "object": obj, "created": created, "model": model,
-                                 "system_fingerprint": "fp_mock", "choices": choices}
+        chunk: dict[str, Any] = {
+            "id": rid,
+            "object": obj,
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_mock",
+            "choices": choices,
+        }
         if with_usage:
             chunk["usage"] = usage_value
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
-    def delta(i: int, content: str | None, finish_reason: str | None,
-              role: bool = False) -> dict[str, Any]:
+    def delta(
+        i: int, content: str | None, finish_reason: str | None, role: bool = False
+    ) -> dict[str, Any]:
         if not chat:
-            return {"index": i, "text": content or "", "logprobs": None,
-                    "finish_reason": finish_reason}
+            return {
+                "index": i,
+                "text": content or "",
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
         d: dict[str, Any] = {}
         if role:
             d = {"role": "assistant", "content": "", "refusal": None}
@@ -191,14 +244,18 @@ def _text_answer(payload: dict[str, Any], counter: TokenCounter, created: int,
     return MockAnswer(200, dict(SSE_HEADERS), chunks)
 
 
-def _embeddings(payload: dict[str, Any], counter: TokenCounter,
-                override: Mapping[str, Any] | None) -> MockAnswer:
+def _embeddings(
+    payload: dict[str, Any], counter: TokenCounter, override: Mapping[str, Any] | None
+) -> MockAnswer:
     model: str = payload["model"]
     raw = payload.get("input")
-    inputs: list[Any] = raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
+    inputs: list[Any] = (
+        raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
+    )
     if any(not isinstance(i, str | list) for i in inputs):
-        return error_answer(400, "'input' must be a string or an array of strings or tokens",
-                            "invalid_input")
+        return error_answer(
+            400, "'input' must be a string or an array of strings or tokens", "invalid_input"
+        )
     dims = payload.get("dimensions")
     dims = dims if isinstance(dims, int) and not isinstance(dims, bool) and 0 < dims <= 3072 else 8
     as_base64 = payload.get("encoding_format") == "base64"

@@ -53,9 +53,13 @@ def make_settings(upstream_url: str, tmp_path: Path, **overrides: Any) -> Settin
         pricing_file=tmp_path / "pricing.yaml",
         providers=(
             ProviderConfig(name="mock", kind="mock", base_url="", models=("mock-*",)),
-            ProviderConfig(name="openai", kind="openai", base_url=upstream_url,
-                           models=("gpt-*", "text-embedding-*", "dall-e-*"),
-                           api_key="sk-upstream-secret"),
+            ProviderConfig(
+                name="openai",
+                kind="openai",
+                base_url=upstream_url,
+                models=("gpt-*", "text-embedding-*", "dall-e-*"),
+                api_key="sk-upstream-secret",
+            ),
         ),
         admin_token=ADMIN_TOKEN,
     )
@@ -75,23 +79,36 @@ class Gateway:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     async def admin(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
-        async with self.http.request(method, self.url + path, json=json,
-                                     headers=self.admin_headers) as r:
+        async with self.http.request(
+            method, self.url + path, json=json, headers=self.admin_headers
+        ) as r:
             return r.status, await r.json()
 
-    async def account(self, *, topup: str | None = "10.00", rpm: int | None = None,
-                      tpm: int | None = None, **fields: Any) -> tuple[str, str]:
+    async def account(
+        self,
+        *,
+        topup: str | None = "10.00",
+        rpm: int | None = None,
+        tpm: int | None = None,
+        **fields: Any,
+    ) -> tuple[str, str]:
         """A new account with one key (and a top-up): returns (account id, key secret)."""
-        status, acct = await self.admin("POST", "/admin/accounts", {"name": "acme", "plan": "pro",
-                                                                     **fields})
+        status, acct = await self.admin(
+            "POST", "/admin/accounts", {"name": "acme", "plan": "pro", **fields}
+        )
         assert status == 201, acct
-        status, key = await self.admin("POST", f"/admin/accounts/{acct['id']}/keys",
-                                       {"project": "default", "name": "ci", "rpm": rpm,
-                                        "tpm": tpm})
+        status, key = await self.admin(
+            "POST",
+            f"/admin/accounts/{acct['id']}/keys",
+            {"project": "default", "name": "ci", "rpm": rpm, "tpm": tpm},
+        )
         assert status == 201, key
         if topup is not None:
-            status, _ = await self.admin("POST", f"/admin/accounts/{acct['id']}/topups",
-                                         {"amount": topup, "order_id": f"seed-{acct['id']}"})
+            status, _ = await self.admin(
+                "POST",
+                f"/admin/accounts/{acct['id']}/topups",
+                {"amount": topup, "order_id": f"seed-{acct['id']}"},
+            )
             assert status == 201
         return acct["id"], key["key"]
 
@@ -115,19 +132,33 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
-async def make_gateway(aiohttp_server: Any, redis: Any, upstream: FakeUpstream, tmp_path: Path,
-                       counter: TokenCounter) -> AsyncIterator[GatewayFactory]:
+async def make_gateway(
+    aiohttp_server: Any, redis: Any, upstream: FakeUpstream, tmp_path: Path, counter: TokenCounter
+) -> AsyncIterator[GatewayFactory]:
     gateways: list[Gateway] = []
 
     async def factory(**overrides: Any) -> Gateway:
         registry = CollectorRegistry()
-        settings = make_settings(upstream.base_url, tmp_path,  # type: ignore[attr-defined]
-                                 **overrides)
-        app = create_app(settings, redis=redis, admin_token_sha256=ADMIN_SHA, registry=registry,
-                         pricing=parse_pricing(PRICING, source="test"), counter=counter)
+        settings = make_settings(
+            upstream.base_url,
+            tmp_path,  # type: ignore[attr-defined]
+            **overrides,
+        )
+        app = create_app(
+            settings,
+            redis=redis,
+            admin_token_sha256=ADMIN_SHA,
+            registry=registry,
+            pricing=parse_pricing(PRICING, source="test"),
+            counter=counter,
+        )
         server = await aiohttp_server(app)
-        gw = Gateway(url=f"http://127.0.0.1:{server.port}", http=aiohttp.ClientSession(),
-                     registry=registry, app=app)
+        gw = Gateway(
+            url=f"http://127.0.0.1:{server.port}",
+            http=aiohttp.ClientSession(),
+            registry=registry,
+            app=app,
+        )
         gateways.append(gw)
         return gw
 

@@ -45,13 +45,17 @@ async def test_chat_plain_is_charged_exactly_what_the_headers_say(
     assert upstream.headers[-1]["Authorization"] == "Bearer sk-upstream-secret"
 
 
-async def test_cached_tokens_are_billed_at_cache_read(gateway: Gateway,
-                                                      upstream: FakeUpstream) -> None:
-    account, key = await gateway.account()
-    upstream.usage_override = {"prompt_tokens": 2006, "completion_tokens": 300,
-                               "total_tokens": 2306,
-                               "prompt_tokens_details": {"cached_tokens": 1920},
-                               "completion_tokens_details": {"reasoning_tokens": 192}}
+async def test_cached_tokens_are_billed_at_cache_read(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    _account, key = await gateway.account()
+    upstream.usage_override = {
+        "prompt_tokens": 2006,
+        "completion_tokens": 300,
+        "total_tokens": 2306,
+        "prompt_tokens_details": {"cached_tokens": 1920},
+        "completion_tokens_details": {"reasoning_tokens": 192},
+    }
     raw = await gateway.openai(key).chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
     )
@@ -60,11 +64,17 @@ async def test_cached_tokens_are_billed_at_cache_read(gateway: Gateway,
     assert parse_usd(raw.headers["x-usage-cost"]) == expected_cost(2006, 300, cached=1920)
     record = await gateway.http.get(
         f"{gateway.url}/v1/requests/{raw.headers['x-request-id']}",
-        headers={"Authorization": f"Bearer {key}"})
+        headers={"Authorization": f"Bearer {key}"},
+    )
     body = await record.json()
-    assert body["usage"] == {"input_tokens": 86, "output_tokens": 300, "cache_read_tokens": 1920,
-                             "cache_write_tokens": 0, "reasoning_tokens": 192,
-                             "total_tokens": 2306}
+    assert body["usage"] == {
+        "input_tokens": 86,
+        "output_tokens": 300,
+        "cache_read_tokens": 1920,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 192,
+        "total_tokens": 2306,
+    }
     assert body["cost"] == "0.0003369" and body["status"] == "settled"
     assert body["usage_source"] == "upstream"
 
@@ -76,8 +86,10 @@ async def test_streaming_chat_charges_and_keeps_the_stream_shape(
     account, key = await gateway.account()
     kwargs = {"stream_options": {"include_usage": True}} if include_usage else {}
     stream = await gateway.openai(key).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "stream me a reply"}],
-        stream=True, **kwargs,
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "stream me a reply"}],
+        stream=True,
+        **kwargs,
     )
     chunks = [c async for c in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -103,9 +115,12 @@ async def test_stream_bytes_are_the_upstreams_plus_one_cost_comment_before_done(
     account, key = await gateway.account()
     async with gateway.http.post(
         gateway.url + "/v1/chat/completions",
-        json={"model": "gpt-4o-mini", "stream": True,
-              "stream_options": {"include_usage": True},
-              "messages": [{"role": "user", "content": "count the bytes"}]},
+        json={
+            "model": "gpt-4o-mini",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "count the bytes"}],
+        },
         headers={"Authorization": f"Bearer {key}"},
     ) as r:
         assert r.status == 200
@@ -131,7 +146,8 @@ async def test_first_chunk_arrives_before_the_upstream_finishes(
     _, key = await gateway.account()
     upstream.gate = asyncio.Event()
     stream = await gateway.openai(key).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], stream=True)
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], stream=True
+    )
     iterator = stream.__aiter__()
     first = await asyncio.wait_for(iterator.__anext__(), timeout=5)
     assert first.choices[0].delta.role == "assistant"
@@ -144,14 +160,16 @@ async def test_first_chunk_arrives_before_the_upstream_finishes(
 async def test_embeddings(gateway: Gateway, upstream: FakeUpstream) -> None:
     account, key = await gateway.account()
     raw = await gateway.openai(key).embeddings.with_raw_response.create(
-        model="text-embedding-3-small", input=["first text", "second one"])
+        model="text-embedding-3-small", input=["first text", "second one"]
+    )
     result = raw.parse()
     assert len(result.data) == 2 and len(result.data[0].embedding) == 8
     tokens = result.usage.prompt_tokens
     assert parse_usd(raw.headers["x-usage-cost"]) == -(-tokens * 20_000_000 // 1_000_000)
     wallet = await gateway.wallet(account)
     assert parse_usd(wallet["balance"]) == parse_usd("10.00") - parse_usd(
-        raw.headers["x-usage-cost"])
+        raw.headers["x-usage-cost"]
+    )
 
 
 async def test_sum_of_costs_equals_what_left_the_wallet_over_100_mixed_requests(
@@ -164,18 +182,24 @@ async def test_sum_of_costs_equals_what_left_the_wallet_over_100_mixed_requests(
         kind = i % 4
         if kind == 0:
             raw = await client.chat.completions.with_raw_response.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": f"question {i} " * i}])
+                model="gpt-4o-mini", messages=[{"role": "user", "content": f"question {i} " * i}]
+            )
             total += parse_usd(raw.headers["x-usage-cost"])
         elif kind == 1:
             raw = await client.embeddings.with_raw_response.create(
-                model="text-embedding-3-small", input=f"text {i} " * i)
+                model="text-embedding-3-small", input=f"text {i} " * i
+            )
             total += parse_usd(raw.headers["x-usage-cost"])
         else:
             async with gateway.http.post(
                 gateway.url + "/v1/chat/completions",
-                json={"model": "gpt-4o-mini", "stream": True, "max_tokens": 5 + i,
-                      "stream_options": {"include_usage": kind == 3},
-                      "messages": [{"role": "user", "content": f"stream {i} " * i}]},
+                json={
+                    "model": "gpt-4o-mini",
+                    "stream": True,
+                    "max_tokens": 5 + i,
+                    "stream_options": {"include_usage": kind == 3},
+                    "messages": [{"role": "user", "content": f"stream {i} " * i}],
+                },
                 headers={"Authorization": f"Bearer {key}"},
             ) as r:
                 body = await r.read()
@@ -190,7 +214,8 @@ async def test_sum_of_costs_equals_what_left_the_wallet_over_100_mixed_requests(
 async def test_mock_provider_answers_with_no_key(gateway: Gateway) -> None:
     _, key = await gateway.account()
     completion = await gateway.openai(key).chat.completions.create(
-        model="mock-gpt", messages=[{"role": "user", "content": "hi"}])
+        model="mock-gpt", messages=[{"role": "user", "content": "hi"}]
+    )
     assert completion.choices[0].message.content is not None
     assert completion.usage is not None and completion.usage.completion_tokens > 0
 
@@ -198,7 +223,8 @@ async def test_mock_provider_answers_with_no_key(gateway: Gateway) -> None:
 async def test_unknown_key_is_401(gateway: Gateway, upstream: FakeUpstream) -> None:
     client = gateway.openai("tg-not-a-real-key")
     with pytest.raises(openai.AuthenticationError) as info:
-        await client.chat.completions.create(model="gpt-4o-mini",
-                                             messages=[{"role": "user", "content": "hi"}])
+        await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
     assert info.value.code == "invalid_api_key"
     assert upstream.requests == []

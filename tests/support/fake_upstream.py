@@ -37,18 +37,31 @@ class FakeUpstream:
         self.requests.append(orjson.loads(body))
         self.headers.append(dict(request.headers))
         if self.status is not None:
-            return web.json_response({"error": {"message": "forced failure", "type": "server_error",
-                                                "code": None, "param": None}},
-                                     status=self.status, headers={"x-request-id": "up-123"})
-        result = answer("/" + request.match_info["tail"], body, self.counter,
-                        usage_override=self.usage_override)
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "forced failure",
+                        "type": "server_error",
+                        "code": None,
+                        "param": None,
+                    }
+                },
+                status=self.status,
+                headers={"x-request-id": "up-123"},
+            )
+        result = answer(
+            "/" + request.match_info["tail"], body, self.counter, usage_override=self.usage_override
+        )
         chunks = result.chunks
         if self.omit_usage:
             chunks = [_without_usage(c) for c in chunks]
             chunks = [c for c in chunks if c]
         if len(chunks) == 1 and not result.headers["Content-Type"].startswith("text/event-stream"):
-            return web.Response(status=result.status, body=chunks[0],
-                                headers={**result.headers, "x-request-id": "up-123"})
+            return web.Response(
+                status=result.status,
+                body=chunks[0],
+                headers={**result.headers, "x-request-id": "up-123"},
+            )
         response = web.StreamResponse(status=result.status, headers=result.headers)
         await response.prepare(request)
         try:
