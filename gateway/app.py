@@ -18,6 +18,7 @@ from gateway import errors
 from gateway.accounts import Directory
 from gateway.admin import Admin
 from gateway.auth import Authenticator
+from gateway.endpoints import default_endpoints
 from gateway.httpjson import json_response
 from gateway.metrics import Metrics
 from gateway.pricing_holder import PricingHolder
@@ -116,6 +117,7 @@ def create_app(
     directory = Directory(redis)
     wallet = Wallet(redis)
     auth = Authenticator(directory)
+    endpoints = default_endpoints()
     admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256)
 
     app = web.Application(
@@ -135,6 +137,7 @@ def create_app(
         )
         await asyncio.get_running_loop().run_in_executor(None, counter.warm)
         app[PROXY] = Proxy(
+            endpoints=endpoints,
             settings=settings,
             wallet=wallet,
             auth=auth,
@@ -184,9 +187,7 @@ def create_app(
 
     app.add_routes(
         [
-            web.post("/v1/chat/completions", proxied),
-            web.post("/v1/completions", proxied),
-            web.post("/v1/embeddings", proxied),
+            *(web.post("/v1" + path, proxied) for path in endpoints),
             web.get("/v1/wallet", my_wallet),
             web.get("/v1/requests/{request_id}", my_request),
             web.get("/healthz", healthz),

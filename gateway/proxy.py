@@ -2,8 +2,8 @@
 
 Money rules kept here:
 * nothing is forwarded before the admission script has placed a hold;
-* every admitted request is settled exactly once (a settle that races cancellation is shielded
-  and finished by a task the app awaits on shutdown);
+* every admitted request is settled exactly once: the settle runs as its own task, shielded
+  from the handler's cancellation, and the app waits for such tasks on shutdown;
 * the cost shown to the client (``X-Usage-Cost`` or the ``: x-usage-cost`` SSE comment) is the
   cost the settle script charged.
 """
@@ -18,12 +18,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway import errors, ratelimit
 from gateway.auth import Authenticator, Caller
+from gateway.endpoints import Endpoint, ParsedRequest
+from gateway.endpoints.base import StreamTracker
 from gateway.metrics import Metrics
 from gateway.pricing_holder import PricingHolder
 from gateway.providers.base import Provider, UpstreamRequest, UpstreamResponse
@@ -31,48 +32,24 @@ from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.sse import SSEDecoder, comment
 from gateway.tokens import TokenCounter
-from gateway.usage import EventKind, OpenAIStreamTracker, usage_from_openai_body
+from gateway.usage import EventKind
 from gateway.wallet import Admission, Limits, Refusal, Wallet
 from pricing import ModelPrice, Usage, compute_cost, format_usd
 
 log = logging.getLogger(__name__)
 
 # Request headers never forwarded: hop-by-hop, our own auth, and what the HTTP client recomputes.
-DROP_REQUEST = frozenset(
-    {
-        "host",
-        "authorization",
-        "x-api-key",
-        "content-length",
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-authorization",
-        "proxy-connection",
-        "accept-encoding",
-        "cookie",
-        "expect",
-    }
-)
-# Response headers never relayed: hop-by-hop, lengths we recompute, the provider's own limits
-# and cookies (they describe our provider account, not the caller's).
-DROP_RESPONSE = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "content-length",
-        "content-encoding",
-        "set-cookie",
-        "x-request-id",
-        "date",
-        "server",
-    }
-)
-USAGE_NULL_SUFFIX = b',"usage":null}'
+DROP_REQUEST = frozenset({
+    "host", "authorization", "x-api-key", "content-length", "connection", "keep-alive",
+    "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection",
+    "accept-encoding", "cookie", "expect",
+})  # fmt: skip
+# Response headers never relayed: hop-by-hop, lengths we recompute, and cookies and limits of
+# our provider account (they are not the caller's business).
+DROP_RESPONSE = frozenset({
+    "connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
+    "set-cookie", "x-request-id", "date", "server",
+})  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -81,19 +58,20 @@ class Call:
 
     request_id: str
     caller: Caller
-    model: str
+    endpoint: Endpoint
+    req: ParsedRequest
     price: ModelPrice
     provider: Provider
-    path: str
-    body: bytes
-    payload: dict[str, Any]
-    stream: bool
     limits: Limits
-    prompt_estimate: int = 0
+    price_version: str
     admission: Admission | None = None
     started: float = field(default_factory=time.perf_counter)
     upstream_seconds: float = 0.0
     settled: bool = False
+
+    @property
+    def model(self) -> str:
+        return self.req.model
 
 
 class Proxy:
@@ -107,6 +85,7 @@ class Proxy:
         pricing: PricingHolder,
         counter: TokenCounter,
         metrics: Metrics,
+        endpoints: dict[str, Endpoint],
     ) -> None:
         self._settings = settings
         self._wallet = wallet
@@ -115,6 +94,7 @@ class Proxy:
         self._pricing = pricing
         self._counter = counter
         self._metrics = metrics
+        self._endpoints = endpoints
         self._settling: set[asyncio.Task[Any]] = set()
 
     async def drain(self) -> None:
@@ -125,97 +105,73 @@ class Proxy:
     # -- entry point -----------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        caller = await self._auth.authenticate(request.headers)
-        body = await self._read_body(request)
-        call = self._prepare(request, caller, body)
+        endpoint = self._endpoints[route_path(request)]
+        try:
+            caller = await self._auth.authenticate(request.headers)
+            body = await self._read_body(request)
+            call = self._prepare(endpoint, caller, body, request.content_type)
+            await self._admit(call)
+        except errors.GatewayError as exc:
+            self._metrics.rejections.labels(exc.code).inc()
+            raise
         self._metrics.in_flight.inc()
         try:
-            await self._admit(call)
-            try:
-                return await self._forward(request, call)
-            finally:
-                if not call.settled:  # an exception escaped before any charge: release the hold
-                    await self._settle(call, None, status="failed", source="none", http_status=0)
+            return await self._forward(request, call)
         finally:
             self._metrics.in_flight.dec()
+            if not call.settled:  # nothing reached the client: release the hold, charge 0
+                await self._settle(call, None, status="failed", source="none", http_status=0)
 
     # -- before forwarding -----------------------------------------------------------------
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self._settings.max_body_bytes
+        too_large = errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
         if request.content_length is not None and request.content_length > limit:
-            raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
+            raise too_large
         chunks = []
         size = 0
         async for chunk in request.content.iter_any():
             size += len(chunk)
             if size > limit:
-                raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
+                raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _prepare(self, request: web.Request, caller: Caller, body: bytes) -> Call:
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise errors.InvalidRequest(
-                "The request body is not valid JSON."
-                if body
-                else "The request body is empty; send a JSON object."
-            ) from None
-        if not isinstance(payload, dict):
-            raise errors.InvalidRequest("The request body must be a JSON object.")
-        model = payload.get("model")
-        if not isinstance(model, str) or not model:
-            raise errors.InvalidRequest(
-                "You must provide a model parameter (a string).", param="model"
-            )
-        stream = payload.get("stream", False)
-        if stream is not None and not isinstance(stream, bool):
-            raise errors.InvalidRequest("'stream' must be a boolean.", param="stream")
-        price = self._pricing.table.lookup(model)
-        if price is None or not (price.is_token_priced or price.per_request is not None):
+    def _prepare(
+        self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str
+    ) -> Call:
+        req = endpoint.parse(body, content_type)
+        table = self._pricing.table
+        price = table.lookup(req.model)
+        if price is None or not endpoint.can_bill(price):
             raise errors.ModelNotPriced(
-                f"The model {model!r} has no price on this gateway, so it cannot be used.",
+                f"The model {req.model!r} has no price for {endpoint.path} on this gateway, "
+                "so it cannot be used.",
                 param="model",
             )
-        provider = self._router.route(model)
+        provider = self._router.route(req.model)
         if provider is None:
-            raise errors.InvalidRequest(f"No provider serves the model {model!r}.", param="model")
+            raise errors.InvalidRequest(f"No provider serves the model {req.model!r}.",
+                                        param="model")  # fmt: skip
         key, account = caller.key, caller.account
         return Call(
             request_id="req_" + uuid.uuid4().hex,
             caller=caller,
-            model=model,
+            endpoint=endpoint,
+            req=req,
             price=price,
             provider=provider,
-            path=route_path(request),
-            body=body,
-            payload=payload,
-            stream=bool(stream),
             limits=Limits(key.rpm, key.tpm, account.rpm, account.tpm),
+            price_version=table.version,
         )
 
-    def _max_output(self, call: Call, path: str) -> int:
-        if path == "/embeddings":
-            return 0
-        p = call.payload
-        for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-            value = p.get(name)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                ceiling = call.price.max_output_tokens
-                return min(value, ceiling) if ceiling else value
-        return call.price.max_output_tokens or self._settings.default_max_output_tokens
-
     async def _admit(self, call: Call) -> None:
-        path = call.path
-        n = call.payload.get("n", 1)
-        n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
-        call.prompt_estimate = self._counter.estimate_prompt(call.payload, call.model)
-        max_out = self._max_output(call, path) * n
-        worst = Usage(input_tokens=call.prompt_estimate, output_tokens=max_out)
+        worst = call.endpoint.worst_case(
+            call.req, call.price, self._counter, self._settings.default_max_output_tokens
+        )
         hold = compute_cost(worst, call.price)
-        est_tokens = call.prompt_estimate + max_out
+        est_tokens = worst.total_tokens
         result = await self._wallet.admit(
             call.caller.account.id,
             request_id=call.request_id,
@@ -230,69 +186,46 @@ class Proxy:
                 "model": call.model,
                 "key_id": call.caller.key.id,
                 "project": call.caller.key.project,
-                "endpoint": path,
-                "stream": "1" if call.stream else "0",
-                "price_version": self._pricing.table.version,
+                "endpoint": call.endpoint.path,
+                "stream": "1" if call.req.stream else "0",
+                "price_version": call.price_version,
             },
         )
         if isinstance(result, Refusal):
             call.settled = True  # nothing was held
-            self._refuse(call, result, hold, est_tokens)
-        assert isinstance(result, Admission)
+            raise self._refusal(call, result, hold, est_tokens)
         call.admission = result
 
-    def _refuse(self, call: Call, refusal: Refusal, hold: int, est_tokens: int) -> None:
+    def _refusal(
+        self, call: Call, refusal: Refusal, hold: int, est_tokens: int
+    ) -> errors.GatewayError:
         if refusal.reason == "balance":
-            self._metrics.rejections.labels("insufficient_balance").inc()
-            raise errors.InsufficientBalance(
+            return errors.InsufficientBalance(
                 f"Your balance is {format_usd(refusal.available)} USD, and this request may cost "
                 f"up to {format_usd(hold)} USD. Top up your wallet to continue."
             )
-        self._metrics.rejections.labels("rate_limit_exceeded").inc()
         retry_s = max(1, -(-refusal.retry_ms // 1000)) if refusal.retry_ms >= 0 else 60
-        raise errors.RateLimited(
-            ratelimit.refusal_message(
-                call.limits, refusal.limit_index, refusal.retry_ms, est_tokens
-            ),
-            headers={"Retry-After": str(retry_s)},
+        message = ratelimit.refusal_message(
+            call.limits, refusal.limit_index, refusal.retry_ms, est_tokens
         )
+        return errors.RateLimited(message, headers={"Retry-After": str(retry_s)})
 
     # -- forwarding and relaying -----------------------------------------------------------
 
     async def _forward(self, request: web.Request, call: Call) -> web.StreamResponse:
-        path = call.path
-        body_out, client_wants_usage = self._upstream_body(call)
+        body, client_wants_usage = call.endpoint.upstream_body(call.req)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST}
         t0 = time.perf_counter()
         upstream = await call.provider.send(
-            UpstreamRequest(path=path, headers=headers, body=body_out)
+            UpstreamRequest(path=call.endpoint.path, headers=headers, body=body)
         )
         try:
             content_type = upstream.headers.get("Content-Type", "")
-            if call.stream and upstream.status == 200 and "text/event-stream" in content_type:
+            if call.req.stream and upstream.status == 200 and "event-stream" in content_type:
                 return await self._relay_stream(request, call, upstream, t0, client_wants_usage)
             return await self._relay_body(call, upstream, t0)
         finally:
             upstream.close()
-
-    def _upstream_body(self, call: Call) -> tuple[bytes, bool]:
-        """The body to send; for streams, usage is always requested (and stripped again)."""
-        payload = call.payload
-        if not call.stream:
-            return call.body, True
-        options = payload.get("stream_options")
-        wants = isinstance(options, dict) and options.get("include_usage") is True
-        if wants:
-            return call.body, True
-        if not wants:
-            payload = {
-                **payload,
-                "stream_options": {
-                    **(options if isinstance(options, dict) else {}),
-                    "include_usage": True,
-                },
-            }
-        return orjson.dumps(payload), wants
 
     def _response_headers(self, call: Call, upstream: UpstreamResponse) -> CIMultiDict[str]:
         out: CIMultiDict[str] = CIMultiDict()
@@ -309,23 +242,24 @@ class Proxy:
             out.update(ratelimit.headers(call.limits, call.admission))
         return out
 
-    async def _relay_body(self, call: Call, upstream: UpstreamResponse, t0: float) -> web.Response:
+    async def _relay_body(
+        self, call: Call, upstream: UpstreamResponse, t0: float
+    ) -> web.Response:
         data = await upstream.read()
         call.upstream_seconds = time.perf_counter() - t0
-        usage, _ = usage_from_openai_body(data) if data[:1] == b"{" else (None, None)
+        usage = call.endpoint.usage_from_body(call.req, data)
         source = "upstream"
         if usage is None and upstream.status < 400:
-            usage = Usage(
-                input_tokens=self._counter.estimate_prompt(call.payload, call.model, safety=False),
-                output_tokens=self._counter.count(_body_text(data), call.model),
+            usage = call.endpoint.estimate(
+                call.req, call.endpoint.text_from_body(data), self._counter
             )
             source = "estimated"
         status = "settled" if upstream.status < 400 else "failed"
-        settlement_cost, balance = await self._settle(
+        cost, balance = await self._settle(
             call, usage, status=status, source=source, http_status=upstream.status
         )
         headers = self._response_headers(call, upstream)
-        headers["X-Usage-Cost"] = format_usd(settlement_cost)
+        headers["X-Usage-Cost"] = format_usd(cost)
         headers["X-Total-Tokens"] = str(usage.total_tokens if usage else 0)
         headers["X-Balance-Remaining"] = format_usd(balance)
         return web.Response(status=upstream.status, body=data, headers=headers)
@@ -342,12 +276,13 @@ class Proxy:
             status=upstream.status, headers=self._response_headers(call, upstream)
         )
         decoder = SSEDecoder()
-        tracker = OpenAIStreamTracker()
+        tracker = call.endpoint.new_tracker()
         strip = not client_wants_usage
+        rewrite = call.endpoint.rewrite_event
         source = "estimated"  # until the stream ends as it should
+        finished = False
         try:
             await response.prepare(request)
-            finished = False
             async for chunk in upstream.iter_chunks():
                 events = decoder.feed(chunk)
                 if not events:
@@ -358,39 +293,37 @@ class Proxy:
                     kind = tracker.feed(event)
                     if kind is EventKind.USAGE_ONLY and strip:
                         continue
-                    if kind is EventKind.DONE:
+                    if kind is EventKind.DONE and not finished:
                         call.upstream_seconds = time.perf_counter() - t0
                         source = "upstream" if tracker.usage is not None else "estimated"
-                        cost, _ = await self._settle_stream(call, tracker, source)
+                        cost = await self._settle_stream(call, tracker, source)
                         out.append(comment(f"x-usage-cost {format_usd(cost)}"))
                         finished = True
-                    raw = event.raw
-                    if strip and kind is EventKind.CHUNK and raw.endswith(b"}\n\n"):
-                        raw = _strip_usage_null(raw)
-                    out.append(raw)
+                    out.append(rewrite(event.raw, kind, strip))
                 try:
                     await response.write(b"".join(out))
                 except ConnectionResetError:
-                    tracker.truncate(mark)
-                    source = "partial"
-                    break
-                if finished:
+                    if not finished:
+                        tracker.truncate(mark)
+                        source = "partial"
                     break
             else:
                 tail = decoder.flush()
+                for event in tail:
+                    tracker.feed(event)
                 if tail:
-                    for event in tail:
-                        tracker.feed(event)
                     await response.write(b"".join(e.raw for e in tail))
-                # The stream ended without [DONE]: trust usage if it came, else estimate.
-                source = "upstream" if tracker.usage is not None else "estimated"
+                if not finished:  # ended without its final event: trust usage if it came
+                    source = "upstream" if tracker.usage is not None else "estimated"
         except (errors.UpstreamError, errors.UpstreamTimeout) as exc:
             log.warning("stream %s broke upstream: %s", call.request_id, exc.message)
             source = "estimated"
+        except ConnectionResetError:
+            source = "partial"
         finally:
             if not call.settled:
                 call.upstream_seconds = time.perf_counter() - t0
-                cost, _ = await self._settle_stream(call, tracker, source)
+                cost = await self._settle_stream(call, tracker, source)
                 if source != "partial":
                     with contextlib.suppress(ConnectionResetError, RuntimeError):
                         await response.write(comment(f"x-usage-cost {format_usd(cost)}"))
@@ -398,16 +331,13 @@ class Proxy:
             await response.write_eof()
         return response
 
-    async def _settle_stream(
-        self, call: Call, tracker: OpenAIStreamTracker, source: str
-    ) -> tuple[int, int]:
+    async def _settle_stream(self, call: Call, tracker: StreamTracker, source: str) -> int:
         usage = tracker.usage if source == "upstream" else None
         if usage is None:
-            usage = Usage(
-                input_tokens=self._counter.estimate_prompt(call.payload, call.model, safety=False),
-                output_tokens=self._counter.count(tracker.text, call.model),
-            )
-        return await self._settle(call, usage, status="settled", source=source, http_status=200)
+            usage = call.endpoint.estimate(call.req, tracker.text, self._counter)
+        cost, _ = await self._settle(call, usage, status="settled", source=source,
+                                     http_status=200)  # fmt: skip
+        return cost
 
     # -- settling ----------------------------------------------------------------------------
 
@@ -447,41 +377,16 @@ class Proxy:
         if settlement is None:
             log.error("settle of %s found no admitted request; nothing charged", call.request_id)
             return 0, 0
-        self._observe(call, usage, settlement.cost, status, http_status)
+        self._observe(call, usage, settlement.cost, http_status)
         return settlement.cost, settlement.balance
 
-    def _observe(self, call: Call, usage: Usage, cost: int, status: str, http_status: int) -> None:
+    def _observe(self, call: Call, usage: Usage, cost: int, http_status: int) -> None:
         m = self._metrics
         total = time.perf_counter() - call.started
         m.requests.labels(call.model, call.provider.name, str(http_status or "error")).inc()
         m.record_usage(call.model, usage, cost / 1e9)  # metrics only; the ledger stays exact
         m.duration.observe(total)
         m.overhead.observe(max(total - call.upstream_seconds, 0.0))
-
-
-def _strip_usage_null(raw: bytes) -> bytes:
-    """Undo what forcing ``include_usage`` added to an ordinary chunk: ``"usage":null``."""
-    end = raw.rfind(b"}")
-    if raw[end - len(USAGE_NULL_SUFFIX) + 1 : end + 1] == USAGE_NULL_SUFFIX:
-        return raw[: end - len(USAGE_NULL_SUFFIX) + 1] + b"}" + raw[end + 1 :]
-    return raw
-
-
-def _body_text(data: bytes) -> str:
-    """The generated text of a non-streaming answer that came without usage."""
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return ""
-    parts: list[str] = []
-    for choice in doc.get("choices", []) if isinstance(doc, dict) else []:
-        if isinstance(choice, dict):
-            message = choice.get("message")
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                parts.append(message["content"])
-            elif isinstance(choice.get("text"), str):
-                parts.append(choice["text"])
-    return "".join(parts)
 
 
 def route_path(request: web.Request) -> str:

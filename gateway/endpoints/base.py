@@ -1,0 +1,131 @@
+"""What every endpoint provides to the proxy, with defaults for JSON APIs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from gateway import errors
+from gateway.sse import SSEEvent
+from gateway.tokens import TokenCounter
+from gateway.usage import EventKind
+from pricing import ModelPrice, Usage
+
+
+@dataclass(slots=True)
+class ParsedRequest:
+    model: str
+    stream: bool
+    payload: dict[str, Any]  # the JSON body (for multipart, its plain fields)
+    body: bytes  # exactly as the client sent it
+    n: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)  # endpoint-specific facts
+
+
+class StreamTracker(Protocol):
+    """Follows one streamed answer: classifies events, keeps usage and the generated text."""
+
+    usage: Usage | None
+
+    @property
+    def text(self) -> str: ...
+
+    def feed(self, event: SSEEvent) -> EventKind: ...
+
+    def mark(self) -> Any: ...
+
+    def truncate(self, mark: Any) -> None: ...
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise errors.InvalidRequest(
+            "The request body is not valid JSON."
+            if body
+            else "The request body is empty; send a JSON object."
+        ) from None
+    if not isinstance(payload, dict):
+        raise errors.InvalidRequest("The request body must be a JSON object.")
+    return payload
+
+
+def positive_int(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+class Endpoint:
+    """Defaults fit a JSON API billed on tokens; subclasses override what differs."""
+
+    path = ""
+    max_tokens_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens")
+    streams = True
+
+    def parse(self, body: bytes, content_type: str) -> ParsedRequest:
+        payload = parse_json_object(body)
+        model = payload.get("model")
+        if not isinstance(model, str) or not model:
+            raise errors.InvalidRequest(
+                "You must provide a model parameter (a string).", param="model"
+            )
+        stream = payload.get("stream", False)
+        if stream is not None and not isinstance(stream, bool):
+            raise errors.InvalidRequest("'stream' must be a boolean.", param="stream")
+        if stream and not self.streams:
+            raise errors.InvalidRequest("This endpoint does not stream.", param="stream")
+        n = positive_int(payload.get("n")) or 1
+        return ParsedRequest(model=model, stream=bool(stream), payload=payload, body=body, n=n)
+
+    def can_bill(self, price: ModelPrice) -> bool:
+        """Whether ``price`` has a unit this endpoint's usage can be billed in."""
+        return price.is_token_priced or price.per_request is not None
+
+    def requested_output(self, req: ParsedRequest) -> int | None:
+        for name in self.max_tokens_fields:
+            value = positive_int(req.payload.get(name))
+            if value is not None:
+                return value
+        return None
+
+    def worst_case(
+        self, req: ParsedRequest, price: ModelPrice, counter: TokenCounter, default_output: int
+    ) -> Usage:
+        """The most this request can be billed for: the hold is its cost."""
+        prompt = counter.estimate_prompt(req.payload, req.model)
+        wanted = self.requested_output(req)
+        ceiling = price.max_output_tokens
+        if wanted is None:
+            out = ceiling or default_output
+        else:
+            out = min(wanted, ceiling) if ceiling else wanted
+        return Usage(input_tokens=prompt, output_tokens=out * req.n)
+
+    def upstream_body(self, req: ParsedRequest) -> tuple[bytes, bool]:
+        """(body to send, whether the client itself asked for streamed usage)."""
+        return req.body, True
+
+    def usage_from_body(self, req: ParsedRequest, data: bytes) -> Usage | None:
+        raise NotImplementedError
+
+    def text_from_body(self, data: bytes) -> str:
+        """The generated text of an answer that came without usage (for an estimate)."""
+        return ""
+
+    def estimate(self, req: ParsedRequest, text: str, counter: TokenCounter) -> Usage:
+        """Usage when the upstream reported none: the prompt plus the text relayed."""
+        return Usage(
+            input_tokens=counter.estimate_prompt(req.payload, req.model, safety=False),
+            output_tokens=counter.count(text, req.model),
+        )
+
+    def new_tracker(self) -> StreamTracker:
+        raise NotImplementedError
+
+    def rewrite_event(self, raw: bytes, kind: EventKind, strip_usage: bool) -> bytes:
+        """A chance to undo what the gateway added to the request (e.g. forced usage)."""
+        return raw
