@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -26,6 +28,7 @@ from gateway.providers.base import Provider
 from gateway.providers.http import OpenAICompatibleProvider
 from gateway.providers.mock import MockProvider
 from gateway.proxy import Proxy
+from gateway.reaper import reap_forever
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.tokens import TokenCounter
@@ -146,7 +149,13 @@ def create_app(
             counter=counter,
             metrics=metrics,
         )
+        reaper = asyncio.create_task(
+            reap_forever(redis, wallet, interval=min(max(settings.hold_ttl / 4, 0.5), 30.0))
+        )
         yield
+        reaper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reaper
         await app[PROXY].drain()
         if own_session:
             await http.close()
@@ -216,9 +225,12 @@ def request_json(request_id: str, r: dict[str, str]) -> dict[str, object]:
         )
     }
     usage["total_tokens"] = sum(usage[k] for k in usage if k != "reasoning_tokens")
+    status = r.get("status", "pending")
+    if status == "pending" and n("deadline_ms") and time.time() * 1000 > n("deadline_ms"):
+        status = "expired"  # its gateway died; the hold was (or will be) released, no charge
     return {
         "id": request_id,
-        "status": r.get("status", "pending"),
+        "status": status,
         "model": r.get("model"),
         "endpoint": r.get("endpoint"),
         "project": r.get("project"),

@@ -157,4 +157,5 @@ def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_
         print=None,
         access_log=None,
         handle_signals=True,
+        shutdown_timeout=settings.shutdown_timeout,
     )

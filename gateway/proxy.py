@@ -138,9 +138,7 @@ class Proxy:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _prepare(
-        self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str
-    ) -> Call:
+    def _prepare(self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str) -> Call:
         req = endpoint.parse(body, content_type)
         table = self._pricing.table
         price = table.lookup(req.model)
@@ -242,9 +240,7 @@ class Proxy:
             out.update(ratelimit.headers(call.limits, call.admission))
         return out
 
-    async def _relay_body(
-        self, call: Call, upstream: UpstreamResponse, t0: float
-    ) -> web.Response:
+    async def _relay_body(self, call: Call, upstream: UpstreamResponse, t0: float) -> web.Response:
         data = await upstream.read()
         call.upstream_seconds = time.perf_counter() - t0
         usage = call.endpoint.usage_from_body(call.req, data)
@@ -302,10 +298,12 @@ class Proxy:
                     out.append(rewrite(event.raw, kind, strip))
                 try:
                     await response.write(b"".join(out))
-                except ConnectionResetError:
-                    if not finished:
+                except (ConnectionResetError, asyncio.CancelledError) as exc:
+                    if not finished:  # this batch never reached the client
                         tracker.truncate(mark)
                         source = "partial"
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
                     break
             else:
                 tail = decoder.flush()
@@ -320,6 +318,12 @@ class Proxy:
             source = "estimated"
         except ConnectionResetError:
             source = "partial"
+        except asyncio.CancelledError:
+            # The client went away (aiohttp cancels the handler) or the server is shutting
+            # down: either way the client got what was written, and that is what it pays for.
+            if not finished:
+                source = "partial"
+            raise
         finally:
             if not call.settled:
                 call.upstream_seconds = time.perf_counter() - t0

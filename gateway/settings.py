@@ -47,6 +47,7 @@ class Settings:
     hold_ttl: float = 900.0
     record_ttl: int = 30 * 86400
     default_max_output_tokens: int = 4096
+    shutdown_timeout: float = 30.0
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -63,6 +64,7 @@ _TOP_LEVEL = {
     "hold_ttl",
     "record_ttl",
     "default_max_output_tokens",
+    "shutdown_timeout",
 }
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
 
@@ -138,6 +140,7 @@ def parse_settings(
         read_timeout=float(number_field("read_timeout", 600.0)),
         hold_ttl=float(number_field("hold_ttl", 900.0)),
         record_ttl=int(number_field("record_ttl", 30 * 86400, integer=True)),
+        shutdown_timeout=float(number_field("shutdown_timeout", 30.0)),
         default_max_output_tokens=int(
             number_field("default_max_output_tokens", 4096, integer=True)
         ),

@@ -15,6 +15,7 @@ from gateway.settings import ProviderConfig, Settings
 from gateway.tokens import TokenCounter
 from pricing import parse_pricing
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.processes import GatewayProcess, write_config
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN_SHA = __import__("hashlib").sha256(ADMIN_TOKEN.encode()).hexdigest()
@@ -170,3 +171,27 @@ async def make_gateway(
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> Gateway:
     return await make_gateway()
+
+
+@pytest.fixture
+async def spawn(
+    redis_server: Any, upstream: FakeUpstream, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[GatewayProcess]]]:
+    """Start gateways as real processes on the test Redis; all stopped at the end."""
+    started: list[GatewayProcess] = []
+
+    async def factory(**config: Any) -> GatewayProcess:
+        path = write_config(tmp_path, upstream.base_url, PRICING, **config)  # type: ignore[attr-defined]
+        proc = GatewayProcess(path, redis_server.url)
+        started.append(proc)
+        await proc.wait_ready()
+        return proc
+
+    yield factory
+    for proc in started:
+        proc.stop()
+
+
+def remote(proc: GatewayProcess, http: aiohttp.ClientSession, registry: Any = None) -> Gateway:
+    """A Gateway helper pointed at a gateway process."""
+    return Gateway(url=proc.url, http=http, registry=registry or CollectorRegistry(), app=None)

@@ -2,7 +2,8 @@
 
 Knobs for tests: ``usage_override`` replaces usage fields, ``chunk_delay`` spaces stream chunks,
 ``gate`` holds a stream after its first chunk until set, ``drop_after`` cuts the connection
-after N chunks, ``omit_usage`` strips usage, ``status`` forces an error answer.
+after N chunks, ``omit_usage`` strips usage, ``status`` forces an error answer, ``delay``
+waits before answering.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class FakeUpstream:
         self.drop_after: int | None = None
         self.omit_usage = False
         self.status: int | None = None
+        self.delay = 0.0
         self.app = web.Application()
         self.app.router.add_post("/v1/{tail:.*}", self.handle)
 
@@ -36,6 +38,8 @@ class FakeUpstream:
         body = await request.read()
         self.requests.append(orjson.loads(body))
         self.headers.append(dict(request.headers))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.status is not None:
             return web.json_response(
                 {
