@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.redisclient import make_redis
 from gateway.rediskeys import admin_token_hash
 from gateway.settings import ConfigError, Settings, load_settings
 from pricing import PricingError, load_pricing
@@ -90,16 +91,10 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
     return 0
 
 
-def redis_client(url: str) -> Any:
-    import redis.asyncio as aioredis
-
-    return aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=1.0,
-        socket_timeout=5.0,
-        health_check_interval=30,
-    )
+def redis_client(settings: Settings) -> Any:
+    assert settings.redis_url is not None
+    return make_redis(settings.redis_url, cluster=settings.redis_cluster,
+                      timeout=settings.redis_timeout)  # fmt: skip
 
 
 async def _admin_token(settings: Settings) -> str:
@@ -107,7 +102,7 @@ async def _admin_token(settings: Settings) -> str:
     if settings.admin_token:
         return hashlib.sha256(settings.admin_token.encode()).hexdigest()
     assert settings.redis_url is not None
-    client = redis_client(settings.redis_url)
+    client = redis_client(settings)
     try:
         token = "tga-" + secrets.token_urlsafe(24)
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -136,11 +131,8 @@ def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_
         uvloop.install()
     except ImportError:
         pass
-    assert settings.redis_url is not None
-    url = settings.redis_url
-
     async def make_app() -> web.Application:
-        client = redis_client(url)
+        client = redis_client(settings)
         app = create_app(settings, redis=client, admin_token_sha256=token_sha)
 
         async def close_redis(_: web.Application) -> None:

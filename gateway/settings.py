@@ -48,6 +48,8 @@ class Settings:
     record_ttl: int = 30 * 86400
     default_max_output_tokens: int = 4096
     shutdown_timeout: float = 30.0
+    redis_cluster: bool = False
+    redis_timeout: float = 0.5
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -65,6 +67,8 @@ _TOP_LEVEL = {
     "record_ttl",
     "default_max_output_tokens",
     "shutdown_timeout",
+    "redis_cluster",
+    "redis_timeout",
 }
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
 
@@ -119,6 +123,12 @@ def parse_settings(
             raise fail(name, "must be a positive whole number")
         return value
 
+    def bool_field(name: str, default: bool) -> bool:
+        value = data.get(name, default)
+        if not isinstance(value, bool):
+            raise fail(name, "must be true or false")
+        return value
+
     providers = tuple(
         _parse_provider(item, f"providers[{i}]", fail, env)
         for i, item in enumerate(_list(data.get("providers", []), "providers", fail))
@@ -141,6 +151,8 @@ def parse_settings(
         hold_ttl=float(number_field("hold_ttl", 900.0)),
         record_ttl=int(number_field("record_ttl", 30 * 86400, integer=True)),
         shutdown_timeout=float(number_field("shutdown_timeout", 30.0)),
+        redis_cluster=bool_field("redis_cluster", False),
+        redis_timeout=float(number_field("redis_timeout", 0.5)),
         default_max_output_tokens=int(
             number_field("default_max_output_tokens", 4096, integer=True)
         ),
