@@ -1,4 +1,4 @@
-"""``tollgate`` command line: ``tollgate serve`` runs the gateway."""
+"""``tollgate`` command line: ``tollgate serve`` runs the gateway; ``tollgate pricing check``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.pricing_cli import add_pricing_parser, run_pricing
 from gateway.redisclient import make_redis
 from gateway.rediskeys import admin_token_hash
 from gateway.settings import ConfigError, Settings, load_settings
@@ -36,11 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     serve.add_argument("--data-dir", default=None, help="overrides data_dir from the config")
+    add_pricing_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "pricing":
+        return run_pricing(args)
     env = dict(os.environ if env is None else env)
     logging.basicConfig(
         level=env.get("TOLLGATE_LOG_LEVEL", "INFO"),
