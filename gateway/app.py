@@ -20,6 +20,7 @@ from gateway import errors
 from gateway.accounts import Directory
 from gateway.admin import Admin
 from gateway.auth import Authenticator
+from gateway.breaker import Breaker
 from gateway.endpoints import default_endpoints
 from gateway.httpjson import json_response
 from gateway.metrics import Metrics
@@ -47,36 +48,47 @@ METRICS = web.AppKey("metrics", Metrics)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except errors.GatewayError as exc:
-        return _render(exc)
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        if isinstance(exc, ConnectionResetError):  # the client went away; nobody to answer
+BILLING_DOWN = "Billing is unavailable right now, so no request can be metered; try again shortly."
+
+
+def error_middleware(breaker: Breaker) -> Any:
+    """Renders every error OpenAI-shaped; a Redis failure trips ``breaker``."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if breaker.is_open() and request.path.startswith(("/v1/", "/admin/")):
+                raise errors.BillingUnavailable(BILLING_DOWN)
+            return await handler(request)
+        except errors.GatewayError as exc:
+            return _render(exc)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if isinstance(exc, ConnectionResetError):  # the client went away: nobody to answer
+                raise
+            breaker.trip()
+            log.warning("billing store unreachable: %s", exc)
+            return _render(errors.BillingUnavailable(BILLING_DOWN))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _render(_http_error(exc))
+        except asyncio.CancelledError:
             raise
-        log.warning("billing store unreachable: %s", exc)
-        return _render(
-            errors.BillingUnavailable(
-                "Billing is unavailable right now, so no request can be metered; try again shortly."
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return _render(
+                errors.GatewayError("The gateway failed unexpectedly; nothing was charged.")
             )
-        )
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        err = errors.GatewayError(exc.reason)
-        err.status = exc.status
-        err.type = "invalid_request_error"
-        err.code = "not_found" if exc.status == 404 else "invalid_request"
-        if exc.status == 405:
-            err.code = "method_not_allowed"
-        return _render(err)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _render(errors.GatewayError("The gateway failed unexpectedly; nothing was charged."))
+
+    return middleware
+
+
+def _http_error(exc: web.HTTPException) -> errors.GatewayError:
+    err = errors.GatewayError(exc.reason)
+    err.status = exc.status
+    err.type = "invalid_request_error"
+    err.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "invalid_request")
+    return err
 
 
 def _render(exc: errors.GatewayError) -> web.Response:
@@ -117,6 +129,7 @@ def create_app(
     metrics = Metrics(registry)
     holder = PricingHolder(pricing if pricing is not None else load_pricing(settings.pricing_file))
     counter = counter or TokenCounter()
+    breaker = Breaker()
     directory = Directory(redis)
     wallet = Wallet(redis)
     auth = Authenticator(directory)
@@ -124,7 +137,7 @@ def create_app(
     admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256)
 
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.max_body_bytes + 1
+        middlewares=[error_middleware(breaker)], client_max_size=settings.max_body_bytes + 1
     )
     app[REDIS] = redis
     app[PRICING] = holder

@@ -135,6 +135,7 @@ def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_
         uvloop.install()
     except ImportError:
         pass
+
     async def make_app() -> web.Application:
         client = redis_client(settings)
         app = create_app(settings, redis=client, admin_token_sha256=token_sha)

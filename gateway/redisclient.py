@@ -15,12 +15,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 
-def make_redis(url: str, *, cluster: bool = False, timeout: float = 0.5,
+def make_redis(url: str, *, cluster: bool = False, timeout: float = 2.0,
                max_connections: int = 256) -> Any:  # fmt: skip
-    """A client for ``url``; ``timeout`` bounds connecting and each command."""
+    """A client for ``url``; ``timeout`` bounds connecting and each command.
+
+    Timeouts are generous so that a burst of new connections on a busy host never looks like
+    an outage; a real outage is absorbed by :class:`gateway.breaker.Breaker`.
+    """
     common: dict[str, Any] = {
         "decode_responses": True,
-        "socket_connect_timeout": min(timeout, 0.1),
+        "socket_connect_timeout": timeout,
         "socket_timeout": timeout,
         "retry": Retry(NoBackoff(), 0),
     }

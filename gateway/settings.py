@@ -49,7 +49,7 @@ class Settings:
     default_max_output_tokens: int = 4096
     shutdown_timeout: float = 30.0
     redis_cluster: bool = False
-    redis_timeout: float = 0.5
+    redis_timeout: float = 2.0
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -152,7 +152,7 @@ def parse_settings(
         record_ttl=int(number_field("record_ttl", 30 * 86400, integer=True)),
         shutdown_timeout=float(number_field("shutdown_timeout", 30.0)),
         redis_cluster=bool_field("redis_cluster", False),
-        redis_timeout=float(number_field("redis_timeout", 0.5)),
+        redis_timeout=float(number_field("redis_timeout", 2.0)),
         default_max_output_tokens=int(
             number_field("default_max_output_tokens", 4096, integer=True)
         ),
