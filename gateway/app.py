@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -23,8 +24,9 @@ from gateway.auth import Authenticator
 from gateway.breaker import Breaker
 from gateway.endpoints import default_endpoints
 from gateway.httpjson import json_response
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, exposition
 from gateway.pricing_holder import PricingHolder
+from gateway.pricing_reload import PricingReloader
 from gateway.providers.base import Provider
 from gateway.providers.http import OpenAICompatibleProvider
 from gateway.providers.mock import MockProvider
@@ -109,6 +111,8 @@ def build_providers(
                 session,
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
+                first_byte_timeout=settings.first_byte_timeout,
+                total_timeout=settings.total_timeout,
             )
         routes.append((config.models, provider))
     return Router(routes)
@@ -128,6 +132,8 @@ def create_app(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     holder = PricingHolder(pricing if pricing is not None else load_pricing(settings.pricing_file))
+    metrics.set_pricing_version(holder.table.version)
+    reloader = PricingReloader(settings.pricing_file, holder, metrics)
     counter = counter or TokenCounter()
     breaker = Breaker()
     directory = Directory(redis)
@@ -148,7 +154,7 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own_session = session is None
         http = session or aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=settings.pool_size, ttl_dns_cache=300),
             auto_decompress=False,
         )
         await asyncio.get_running_loop().run_in_executor(None, counter.warm)
@@ -162,13 +168,21 @@ def create_app(
             counter=counter,
             metrics=metrics,
         )
-        reaper = asyncio.create_task(
-            reap_forever(redis, wallet, interval=min(max(settings.hold_ttl / 4, 0.5), 30.0))
-        )
+        tasks = [
+            asyncio.create_task(
+                reap_forever(redis, wallet, interval=min(max(settings.hold_ttl / 4, 0.5), 30.0))
+            ),
+            asyncio.create_task(reloader.watch(settings.pricing_poll_interval)),
+        ]
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # SIGHUP reloads prices at once (only where this loop owns signals).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.wake.set)
         yield
-        reaper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reaper
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await app[PROXY].drain()
         if own_session:
             await http.close()
@@ -203,7 +217,7 @@ def create_app(
         return json_response({"status": "ok", "pricing_version": holder.table.version})
 
     async def metrics_view(request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(registry))
+        response = web.Response(body=exposition(registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 

@@ -9,6 +9,8 @@ import logging
 import multiprocessing
 import os
 import secrets
+import shutil
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.logs import configure_logging
 from gateway.pricing_cli import add_pricing_parser, run_pricing
 from gateway.redisclient import make_redis
 from gateway.rediskeys import admin_token_hash
@@ -46,10 +49,6 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.command == "pricing":
         return run_pricing(args)
     env = dict(os.environ if env is None else env)
-    logging.basicConfig(
-        level=env.get("TOLLGATE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = load_settings(args.config, env)
         if args.data_dir:
@@ -61,6 +60,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.workers < 1:
         print("tollgate: --workers must be at least 1", file=sys.stderr)
         return 2
+    configure_logging(env.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format)
     return serve(settings, host=args.host, port=args.port, workers=args.workers)
 
 
@@ -80,6 +80,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
         if workers == 1:
             _run_worker(settings, host, port, token_sha, reuse_port=False)
         else:
+            # Workers share one set of metric files so any worker's /metrics shows them all.
+            metrics_dir = settings.data_dir / f"metrics-{os.getpid()}"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
             ctx = multiprocessing.get_context("spawn")
             procs = [
                 ctx.Process(target=_run_worker, args=(settings, host, port, token_sha, True))
@@ -87,8 +92,23 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
             ]
             for p in procs:
                 p.start()
-            for p in procs:
-                p.join()
+
+            def forward(signum: int, _frame: object) -> None:
+                for p in procs:  # each worker shuts down gracefully on SIGTERM
+                    if p.is_alive() and p.pid is not None:
+                        os.kill(p.pid, signal.SIGTERM)
+
+            signal.signal(signal.SIGTERM, forward)
+            signal.signal(signal.SIGINT, forward)
+            try:
+                for p in procs:
+                    p.join()
+            finally:
+                for p in procs:  # a worker that died first must not leave others running
+                    if p.is_alive():
+                        p.terminate()
+                        p.join()
+                shutil.rmtree(metrics_dir, ignore_errors=True)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -129,6 +149,7 @@ async def _admin_token(settings: Settings) -> str:
 
 
 def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_port: bool) -> None:
+    configure_logging(os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format)
     try:
         import uvloop
 

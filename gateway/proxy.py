@@ -96,6 +96,7 @@ class Proxy:
         self._metrics = metrics
         self._endpoints = endpoints
         self._settling: set[asyncio.Task[Any]] = set()
+        self._request_log = logging.getLogger("tollgate.request")
 
     async def drain(self) -> None:
         """Wait for settles still running (called on shutdown)."""
@@ -170,6 +171,7 @@ class Proxy:
         )
         hold = compute_cost(worst, call.price)
         est_tokens = worst.total_tokens
+        t0 = time.perf_counter()
         result = await self._wallet.admit(
             call.caller.account.id,
             request_id=call.request_id,
@@ -189,10 +191,12 @@ class Proxy:
                 "price_version": call.price_version,
             },
         )
+        self._metrics.redis.labels("admit").observe(time.perf_counter() - t0)
         if isinstance(result, Refusal):
             call.settled = True  # nothing was held
             raise self._refusal(call, result, hold, est_tokens)
         call.admission = result
+        self._metrics.holds.inc(result.hold / 1e9)  # a gauge for operators, not money
 
     def _refusal(
         self, call: Call, refusal: Refusal, hold: int, est_tokens: int
@@ -217,6 +221,7 @@ class Proxy:
         upstream = await call.provider.send(
             UpstreamRequest(path=call.endpoint.path, headers=headers, body=body)
         )
+        self._metrics.upstream.labels(call.provider.name).observe(time.perf_counter() - t0)
         try:
             content_type = upstream.headers.get("Content-Type", "")
             if call.req.stream and upstream.status == 200 and "event-stream" in content_type:
@@ -377,20 +382,47 @@ class Proxy:
         )
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
-        settlement = await asyncio.shield(task)
+        t0 = time.perf_counter()
+        try:
+            settlement = await asyncio.shield(task)
+        finally:
+            if call.admission is not None:
+                self._metrics.holds.dec(call.admission.hold / 1e9)
+        self._metrics.redis.labels("settle").observe(time.perf_counter() - t0)
         if settlement is None:
             log.error("settle of %s found no admitted request; nothing charged", call.request_id)
             return 0, 0
-        self._observe(call, usage, settlement.cost, http_status)
+        self._observe(call, usage, settlement.cost, http_status, source)
         return settlement.cost, settlement.balance
 
-    def _observe(self, call: Call, usage: Usage, cost: int, http_status: int) -> None:
+    def _observe(self, call: Call, usage: Usage, cost: int, http_status: int, source: str) -> None:
         m = self._metrics
         total = time.perf_counter() - call.started
+        overhead = max(total - call.upstream_seconds, 0.0)
         m.requests.labels(call.model, call.provider.name, str(http_status or "error")).inc()
         m.record_usage(call.model, usage, cost / 1e9)  # metrics only; the ledger stays exact
         m.duration.observe(total)
-        m.overhead.observe(max(total - call.upstream_seconds, 0.0))
+        m.overhead.observe(overhead)
+        if self._request_log.isEnabledFor(logging.INFO):
+            self._request_log.info("request", extra={"fields": {
+                "request_id": call.request_id,
+                "account": call.caller.account.id,
+                "key": call.caller.key.id,
+                "project": call.caller.key.project,
+                "model": call.model,
+                "provider": call.provider.name,
+                "endpoint": call.endpoint.path,
+                "stream": call.req.stream,
+                "status": http_status or None,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cache_read_tokens": usage.cache_read_tokens,
+                "cache_write_tokens": usage.cache_write_tokens + usage.cache_write_1h_tokens,
+                "cost": format_usd(cost),
+                "usage_source": source,
+                "latency_ms": round(total * 1000, 3),
+                "overhead_ms": round(overhead * 1000, 3),
+            }})  # fmt: skip
 
 
 def route_path(request: web.Request) -> str:

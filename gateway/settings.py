@@ -50,6 +50,11 @@ class Settings:
     shutdown_timeout: float = 30.0
     redis_cluster: bool = False
     redis_timeout: float = 2.0
+    first_byte_timeout: float = 600.0
+    total_timeout: float = 3600.0
+    pool_size: int = 1000
+    pricing_poll_interval: float = 2.0
+    log_format: str = "json"
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -69,6 +74,11 @@ _TOP_LEVEL = {
     "shutdown_timeout",
     "redis_cluster",
     "redis_timeout",
+    "first_byte_timeout",
+    "total_timeout",
+    "pool_size",
+    "pricing_poll_interval",
+    "log_format",
 }
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
 
@@ -123,6 +133,12 @@ def parse_settings(
             raise fail(name, "must be a positive whole number")
         return value
 
+    def choice_field(name: str, choices: tuple[str, ...], default: str) -> str:
+        value = data.get(name, default)
+        if value not in choices:
+            raise fail(name, f"must be one of {', '.join(choices)}")
+        return str(value)
+
     def bool_field(name: str, default: bool) -> bool:
         value = data.get(name, default)
         if not isinstance(value, bool):
@@ -153,6 +169,11 @@ def parse_settings(
         shutdown_timeout=float(number_field("shutdown_timeout", 30.0)),
         redis_cluster=bool_field("redis_cluster", False),
         redis_timeout=float(number_field("redis_timeout", 2.0)),
+        first_byte_timeout=float(number_field("first_byte_timeout", 600.0)),
+        total_timeout=float(number_field("total_timeout", 3600.0)),
+        pool_size=int(number_field("pool_size", 1000, integer=True)),
+        pricing_poll_interval=float(number_field("pricing_poll_interval", 2.0)),
+        log_format=choice_field("log_format", ("json", "text"), "json"),
         default_max_output_tokens=int(
             number_field("default_max_output_tokens", 4096, integer=True)
         ),
