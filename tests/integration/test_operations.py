@@ -53,8 +53,8 @@ async def test_metrics_pass_promtool(gateway: Gateway, upstream: FakeUpstream) -
                  b"tollgate_upstream_seconds_bucket", b"tollgate_holds_outstanding_usd",
                  b"tollgate_in_flight_requests", b"tollgate_cost_usd_total"):  # fmt: skip
         assert name in text
-    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                            timeout=30)  # fmt: skip
+    result = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=text,
+                                     capture_output=True, timeout=30)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b"" and result.stderr.strip() == b""
 
@@ -114,9 +114,10 @@ async def test_two_workers_share_the_port_and_the_metrics(
     env = {**os.environ, "TOLLGATE_REDIS_URL": redis_server.url,
            "TOLLGATE_ADMIN_TOKEN": ADMIN_TOKEN}  # fmt: skip
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config),
-                             "--port", str(port), "--workers", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+    argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port",
+            str(port), "--workers", "2"]  # fmt: skip
+    proc = await asyncio.to_thread(subprocess.Popen, argv, stdout=log, stderr=subprocess.STDOUT,
+                                   env=env)  # fmt: skip
     try:
         fake = GatewayProcess.__new__(GatewayProcess)
         fake.port, fake.url, fake.proc, fake.log = port, f"http://127.0.0.1:{port}", proc, \
@@ -162,7 +163,7 @@ async def test_sigterm_lets_a_stream_in_flight_finish(
     upstream.gate = asyncio.Event()
     async with aiohttp.ClientSession() as http:
         gw = remote(proc, http)
-        account, key = await gw.account(topup="1.00")
+        _, key = await gw.account(topup="1.00")
         r = await http.post(gw.url + "/v1/chat/completions",
                             json={"model": "gpt-4o-mini", "stream": True, "max_tokens": 50,
                                   "messages": [{"role": "user", "content": "hi"}]},
