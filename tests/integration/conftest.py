@@ -175,14 +175,16 @@ async def gateway(make_gateway: GatewayFactory) -> Gateway:
 
 @pytest.fixture
 async def spawn(
-    redis_server: Any, upstream: FakeUpstream, tmp_path: Path
+    redis_target: Any, redis: Any, upstream: FakeUpstream, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Awaitable[GatewayProcess]]]:
     """Start gateways as real processes on the test Redis; all stopped at the end."""
     started: list[GatewayProcess] = []
 
     async def factory(**config: Any) -> GatewayProcess:
+        if redis_target.cluster:
+            config = {"redis_cluster": True, **config}
         path = write_config(tmp_path, upstream.base_url, PRICING, **config)  # type: ignore[attr-defined]
-        proc = GatewayProcess(path, redis_server.url)
+        proc = GatewayProcess(path, redis_target.url)
         started.append(proc)
         await proc.wait_ready()
         return proc

@@ -10,6 +10,8 @@ import pytest
 
 from tests.integration.conftest import Gateway
 
+pytestmark = pytest.mark.redis_cluster_too
+
 
 async def test_admin_requires_the_token(gateway: Gateway) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):

@@ -18,6 +18,8 @@ from tests.integration.conftest import PRICING, Gateway, remote
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.processes import GatewayProcess
 
+pytestmark = pytest.mark.redis_cluster_too
+
 Spawn = Callable[..., Awaitable[GatewayProcess]]
 PRICES = parse_pricing(PRICING, source="test")
 

@@ -10,6 +10,8 @@ import pytest
 from gateway.accounts import Directory
 from gateway.wallet import Admission, Limits, Refusal, Wallet
 
+pytestmark = pytest.mark.redis_cluster_too
+
 NO_LIMITS = Limits()
 
 
