@@ -183,7 +183,7 @@ def create_app(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await app[PROXY].drain()
+        await app[PROXY].drain(seconds=settings.shutdown_timeout)
         if own_session:
             await http.close()
 

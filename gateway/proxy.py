@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
+from redis.exceptions import RedisError
 
 from gateway import errors, ratelimit
 from gateway.auth import Authenticator, Caller
@@ -95,13 +98,19 @@ class Proxy:
         self._counter = counter
         self._metrics = metrics
         self._endpoints = endpoints
-        self._settling: set[asyncio.Task[Any]] = set()
+        self._settling: set[asyncio.Future[Any]] = set()
         self._request_log = logging.getLogger("tollgate.request")
 
-    async def drain(self) -> None:
-        """Wait for settles still running (called on shutdown)."""
-        while self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
+    async def drain(self, seconds: float = 30.0) -> None:
+        """Wait for settles still running (called on shutdown), at most ``seconds``."""
+        pending = set(self._settling)
+        if pending:
+            _, left = await asyncio.wait(pending, timeout=seconds)
+            for task in left:
+                task.cancel()
+            if left:
+                log.error("shutdown with %d settle(s) unfinished; their holds expire and the "
+                          "requests are unbilled: see the log above", len(left))  # fmt: skip
 
     # -- entry point -----------------------------------------------------------------------
 
@@ -262,7 +271,8 @@ class Proxy:
         headers = self._response_headers(call, upstream)
         headers["X-Usage-Cost"] = format_usd(cost)
         headers["X-Total-Tokens"] = str(usage.total_tokens if usage else 0)
-        headers["X-Balance-Remaining"] = format_usd(balance)
+        if balance is not None:
+            headers["X-Balance-Remaining"] = format_usd(balance)
         return web.Response(status=upstream.status, body=data, headers=headers)
 
     async def _relay_stream(
@@ -352,8 +362,9 @@ class Proxy:
 
     async def _settle(
         self, call: Call, usage: Usage | None, *, status: str, source: str, http_status: int
-    ) -> tuple[int, int]:
-        """Charge and release; returns (cost charged, balance after). Survives cancellation."""
+    ) -> tuple[int, int | None]:
+        """Charge and release; returns (cost, balance after, or None if Redis failed and the
+        charge is being retried in the background). Survives cancellation."""
         call.settled = True
         cost = compute_cost(usage, call.price) if usage is not None else 0
         usage = usage or Usage()
@@ -368,32 +379,59 @@ class Proxy:
             "reasoning_tokens": str(usage.reasoning_tokens),
             "finished_ms": str(int(time.time() * 1000)),
         }
-        task = asyncio.ensure_future(
-            self._wallet.settle(
-                call.caller.account.id,
-                request_id=call.request_id,
-                key_id=call.caller.key.id,
-                cost=cost,
-                tokens=usage.total_tokens,
-                limits=call.limits,
-                record_ttl=self._settings.record_ttl,
-                record=record,
-            )
+        attempt = functools.partial(
+            self._wallet.settle,
+            call.caller.account.id,
+            request_id=call.request_id,
+            key_id=call.caller.key.id,
+            cost=cost,
+            tokens=usage.total_tokens,
+            limits=call.limits,
+            record_ttl=self._settings.record_ttl,
+            record=record,
         )
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        task = self._track(asyncio.ensure_future(attempt()))
         t0 = time.perf_counter()
         try:
             settlement = await asyncio.shield(task)
+        except (RedisError, OSError) as exc:
+            # The client has (or is about to have) its answer: never let it go free. The
+            # settle is idempotent on the request id, so retry it until Redis is back.
+            log.error("settle of %s failed (%s); retrying in the background", call.request_id,
+                      exc)  # fmt: skip
+            self._track(asyncio.ensure_future(self._settle_later(call.request_id, attempt)))
+            self._observe(call, usage, cost, http_status, source)
+            return cost, None
         finally:
             if call.admission is not None:
                 self._metrics.holds.dec(call.admission.hold / 1e9)
         self._metrics.redis.labels("settle").observe(time.perf_counter() - t0)
         if settlement is None:
             log.error("settle of %s found no admitted request; nothing charged", call.request_id)
-            return 0, 0
+            return 0, None
         self._observe(call, usage, settlement.cost, http_status, source)
         return settlement.cost, settlement.balance
+
+    def _track(self, task: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    async def _settle_later(self, request_id: str, attempt: Callable[[], Awaitable[Any]]) -> None:
+        delay = 0.1
+        deadline = time.monotonic() + max(self._settings.hold_ttl, 60.0)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            try:
+                await attempt()
+            except (RedisError, OSError) as exc:
+                delay = min(delay * 2, 5.0)
+                log.warning("settle of %s still failing: %s", request_id, exc)
+                continue
+            log.warning("settle of %s done after Redis came back", request_id)
+            return
+        log.error("settle of %s abandoned: Redis unreachable for too long; reconcile by hand",
+                  request_id)  # fmt: skip
 
     def _observe(self, call: Call, usage: Usage, cost: int, http_status: int, source: str) -> None:
         m = self._metrics
