@@ -1,7 +1,9 @@
 """Exact prices and costs for Tollgate: parse a pricing file, price a request's usage.
 
 Pure apart from ``load_pricing`` reading one file. Money is integer nanodollars
-(``UNITS_PER_USD`` per dollar); ``parse_usd``/``format_usd`` convert at the edges.
+(``UNITS_PER_USD`` per dollar); ``parse_usd``/``format_usd`` convert at the edges. A price may
+be scheduled (``effective_from``): ``PriceTable.lookup(model, at)`` picks the one in force.
+``pricing.litellm`` converts LiteLLM's price map into a pricing file.
 """
 
 from __future__ import annotations

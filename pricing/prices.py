@@ -4,6 +4,8 @@
   token of a request whose prompt is above a size. A ``PriceTier`` holds those prices and
   ``ModelPrice.for_prompt`` swaps them in for the whole request, never only for the tokens
   above the line, because that is how those providers bill.
+* **Scheduled prices.** ``effective_from`` is the instant an entry takes over from the one
+  before it (``None`` for a model's base price); ``PriceTable.lookup`` picks the entry in force.
 * **Image variants.** ``per_image`` is keyed by ``"<size>"`` or ``"<size>/<quality>"``;
   ``ModelPrice.image_price`` resolves a request's variant, treating ``"/standard"`` and no
   quality as the same thing, and raises ``PriceNotFound`` rather than guessing a price.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 STANDARD_QUALITY = "standard"
 
@@ -52,7 +55,8 @@ class ModelPrice:
     Token prices are per 1M tokens. ``model`` is the table key, which may be a glob pattern.
     ``cache_write`` is the price of a 5-minute cache write and ``cache_write_1h`` of a 1-hour
     one. ``per_image`` maps ``"1024x1024"`` or ``"1024x1024/hd"`` to a price per image; treat
-    it as read-only. ``tiers`` are sorted by ``above``, lowest first.
+    it as read-only. ``tiers`` are sorted by ``above``, lowest first. ``effective_from`` (aware,
+    UTC) is when this entry of a price schedule starts; ``None`` on a model's base price.
     """
 
     model: str
@@ -66,6 +70,7 @@ class ModelPrice:
     max_output_tokens: int | None = None
     cache_write_1h: int | None = None
     tiers: tuple[PriceTier, ...] = ()
+    effective_from: datetime | None = None
 
     @property
     def is_token_priced(self) -> bool:

@@ -10,18 +10,20 @@ refused file is noticed at start-up.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import MappingProxyType
 
 import yaml
 
 from pricing.exact_yaml import ExactLoader
+from pricing.instants import as_utc, format_instant, parse_instant
 from pricing.money import decimal_to_units
 from pricing.prices import ModelPrice, PriceTier
 
@@ -38,39 +40,90 @@ class PricingError(ValueError):
 
 @dataclass(frozen=True)
 class PriceTable:
-    """All model prices of one pricing file; ``version`` identifies it in usage records."""
+    """All model prices of one pricing file; ``version`` identifies it in usage records.
+
+    ``models`` maps each key (a name or a glob) to its first price: the base price, or, for a
+    model whose every price is scheduled, the earliest. ``scheduled`` maps a key to its later
+    prices, each with an ``effective_from``, in time order. ``lookup`` picks the one in force.
+    """
 
     models: Mapping[str, ModelPrice]
     version: str
     source: str
+    scheduled: Mapping[str, tuple[ModelPrice, ...]] = field(default_factory=dict)
     # Glob keys, best match first, so lookup is a single scan.
     _globs: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # Every instant at which some price starts, sorted, for next_change.
+    _changes: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Copy into a read-only view: a table is shared by all requests and must not change
-        # under them, and _globs must stay in step with the keys.
+        # Copy into read-only views: a table is shared by all requests and must not change
+        # under them, and _globs and _changes must stay in step with the prices.
         models = MappingProxyType(dict(self.models))
         object.__setattr__(self, "models", models)
+        scheduled = {key: tuple(later) for key, later in self.scheduled.items() if later}
+        object.__setattr__(self, "scheduled", MappingProxyType(scheduled))
         globs = [name for name in models if "*" in name or "?" in name]
         globs.sort(key=lambda pattern: (-_literal_length(pattern), -len(pattern), pattern))
         object.__setattr__(self, "_globs", tuple(globs))
+        starts = {
+            as_utc(price.effective_from)
+            for key in models
+            for price in self.schedule(key)
+            if price.effective_from is not None
+        }
+        object.__setattr__(self, "_changes", tuple(sorted(starts)))
 
-    def lookup(self, model: str) -> ModelPrice | None:
-        """Price for ``model``: the exact key, else the most specific matching glob, else None.
+    def lookup(self, model: str, at: datetime | None = None) -> ModelPrice | None:
+        """Price for ``model`` in force at ``at`` (default: now; a naive ``at`` is UTC).
 
-        "Most specific" is the pattern with the most literal characters, so ``gpt-4o-mini*``
-        beats ``gpt-4o*``, which beats ``gpt-*``. Matching is case-sensitive.
+        The key is the exact name, else the most specific matching glob, else None. "Most
+        specific" is the pattern with the most literal characters, so ``gpt-4o-mini*`` beats
+        ``gpt-4o*``, which beats ``gpt-*``. Matching is case-sensitive. Of a key's prices, the
+        one with the latest ``effective_from`` at or before ``at`` is in force (the base price
+        counts as the earliest). A key with no price in force yet is passed over as if it were
+        not in the file, so a model scheduled to start later falls back to a glob until then.
         """
-        exact = self.models.get(model)
-        if exact is not None:
-            return exact
+        instant = datetime.now(UTC) if at is None else as_utc(at)
+        if model in self.models:
+            exact = self._in_force(model, instant)
+            if exact is not None:
+                return exact
         for pattern in self._globs:
             if fnmatch.fnmatchcase(model, pattern):
-                return self.models[pattern]
+                price = self._in_force(pattern, instant)
+                if price is not None:
+                    return price
         return None
+
+    def next_change(self, after: datetime) -> datetime | None:
+        """The earliest ``effective_from`` strictly after ``after``, of any model, or None.
+
+        Lets the gateway know when prices change next (a naive ``after`` is UTC).
+        """
+        index = bisect.bisect_right(self._changes, as_utc(after))
+        return self._changes[index] if index < len(self._changes) else None
+
+    def schedule(self, key: str) -> tuple[ModelPrice, ...]:
+        """Every price of table key ``key`` in time order (the base first); () if none."""
+        first = self.models.get(key)
+        if first is None:
+            return ()
+        return (first, *self.scheduled.get(key, ()))
 
     def names(self) -> list[str]:
         return sorted(self.models)
+
+    def _in_force(self, key: str, instant: datetime) -> ModelPrice | None:
+        first = self.models[key]
+        if first.effective_from is None and key not in self.scheduled:
+            return first  # the common case: one price, always in force
+        chosen = None
+        for price in self.schedule(key):
+            if price.effective_from is not None and as_utc(price.effective_from) > instant:
+                break
+            chosen = price
+        return chosen
 
 
 def _literal_length(pattern: str) -> int:
@@ -97,11 +150,16 @@ def parse_pricing(text: str, *, source: str) -> PriceTable:
     digits of the text's SHA-256, so a changed file always gets a new version.
     """
     document = _load_yaml(text, source)
-    models, version = _parse_document(document, source)
+    schedules, version = _parse_document(document, source)
     if version is None:
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         version = f"sha256:{digest[:12]}"
-    return PriceTable(models=models, version=version, source=source)
+    return PriceTable(
+        models={name: prices[0] for name, prices in schedules.items()},
+        version=version,
+        source=source,
+        scheduled={name: prices[1:] for name, prices in schedules.items() if len(prices) > 1},
+    )
 
 
 def _load_yaml(text: str, source: str) -> object:
@@ -135,11 +193,13 @@ _PRICE_UNITS = {
     "per_audio_minute": "USD per audio minute",
 }
 _PRICE_FIELDS = (*_PRICE_UNITS, "per_image")
-_MODEL_FIELDS = (*_PRICE_FIELDS, "max_output_tokens", "tiers")
+_MODEL_FIELDS = (*_PRICE_FIELDS, "max_output_tokens", "tiers", "effective_from")
 _TIER_FIELDS = ("above", *_TOKEN_FIELDS)
 _TIER_HINT = "{above: 200000, input: 6.00, output: 22.50}"
 _TOP_LEVEL_FIELDS = ("models", "version")
 _IMAGE_SIZE_HINT = 'an image size like "1024x1024" or "1024x1024/hd"'
+_WHEN = "each with effective_from (a date like 2026-12-01), at most one without"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _fail(source: str, path: str, problem: str) -> PricingError:
@@ -170,7 +230,9 @@ def _check_fields(
             )
 
 
-def _parse_document(document: object, source: str) -> tuple[dict[str, ModelPrice], str | None]:
+def _parse_document(
+    document: object, source: str
+) -> tuple[dict[str, tuple[ModelPrice, ...]], str | None]:
     if not isinstance(document, dict):
         raise PricingError(f"{source}: expected a mapping with a `models` key at the top level")
     _check_fields(document, _TOP_LEVEL_FIELDS, source, "")
@@ -189,7 +251,7 @@ def _parse_document(document: object, source: str) -> tuple[dict[str, ModelPrice
                 "(quote it in YAML if it looks like a number)",
             )
         assert isinstance(name, str)
-        parsed[name] = _parse_model(name, spec, source)
+        parsed[name] = _parse_schedule(name, spec, source)
     return parsed, _parse_version(document.get("version"), source)
 
 
@@ -204,8 +266,40 @@ def _parse_version(value: object, source: str) -> str | None:
     return version
 
 
-def _parse_model(name: str, spec: object, source: str) -> ModelPrice:
+def _parse_schedule(name: str, spec: object, source: str) -> tuple[ModelPrice, ...]:
+    """A model's prices in time order: one mapping, or a list of them with ``effective_from``.
+
+    At most one entry may go without ``effective_from`` (the base price, in force until the
+    first scheduled one), and no two may start at the same instant, since either would leave
+    the price at some instant ambiguous. The list may be in any order.
+    """
     path = f"models.{name}"
+    if not isinstance(spec, list):
+        return (_parse_model(name, spec, source, path),)
+    if not spec:
+        raise _fail(source, path, f"must be a mapping of price fields, or a list of them {_WHEN}")
+    entries = [_parse_model(name, item, source, f"{path}[{i}]") for i, item in enumerate(spec)]
+    seen: dict[datetime | None, int] = {}
+    for index, entry in enumerate(entries):
+        start = entry.effective_from
+        if start in seen:
+            problem = (
+                f"missing; only one price may go without it ({path}[{seen[start]}] is the base)"
+                if start is None
+                else f"{format_instant(start)} is also when {path}[{seen[start]}] starts; "
+                "two prices cannot start at the same instant"
+            )
+            raise _fail(source, f"{path}[{index}].effective_from", problem)
+        seen[start] = index
+    return tuple(sorted(entries, key=_start_key))
+
+
+def _start_key(price: ModelPrice) -> tuple[int, datetime]:
+    start = price.effective_from
+    return (0, _EPOCH) if start is None else (1, start)
+
+
+def _parse_model(name: str, spec: object, source: str, path: str) -> ModelPrice:
     if spec is None:
         raise _fail(source, path, "has no price")
     if not isinstance(spec, dict):
@@ -236,6 +330,9 @@ def _parse_model(name: str, spec: object, source: str) -> ModelPrice:
         max_output_tokens=None
         if "max_output_tokens" not in spec
         else _parse_max_output_tokens(max_output_tokens, source, f"{path}.max_output_tokens"),
+        effective_from=None
+        if "effective_from" not in spec
+        else _parse_effective_from(spec["effective_from"], source, f"{path}.effective_from"),
     )
     if "tiers" not in spec:
         return base
@@ -316,6 +413,13 @@ def _parse_per_image(value: object, source: str, path: str) -> dict[str, int]:
         assert isinstance(size, str)
         prices[size] = _parse_price(price, source, f"{path}.{size}", "USD per image")
     return prices
+
+
+def _parse_effective_from(value: object, source: str, path: str) -> datetime:
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise _fail(source, path, str(exc)) from None
 
 
 def _parse_max_output_tokens(value: object, source: str, path: str) -> int:

@@ -106,10 +106,10 @@ def test_cache_prices_without_input_are_fine() -> None:
     ("models", "message"),
     [
         (
-            "  m: {input: 1, effective_from: 2025-01-01}\n",
-            "m.effective_from: unknown field; expected one of input, output, cache_read, "
+            "  m: {input: 1, effective_form: 2025-01-01}\n",
+            "m.effective_form: unknown field; expected one of input, output, cache_read, "
             "cache_write, cache_write_1h, per_request, per_audio_minute, per_image, "
-            "max_output_tokens, tiers",
+            "max_output_tokens, tiers, effective_from",
         ),
         ('  m: {input: "0.15"}\n', "m.input: must be a number (USD per 1M"),
         ("  m: {output: true}\n", "m.output: must be a number (USD per 1M"),
