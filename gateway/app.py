@@ -269,6 +269,7 @@ def request_json(request_id: str, r: dict[str, str]) -> dict[str, object]:
         "held": format_usd(n("hold")),
         "http_status": n("http_status") or None,
         "price_version": r.get("price_version"),
+        "price_effective_from": r.get("price_effective_from") or None,
         "created_ms": n("created_ms"),
         "finished_ms": n("finished_ms") or None,
     }

@@ -198,6 +198,9 @@ class Proxy:
                 "endpoint": call.endpoint.path,
                 "stream": "1" if call.req.stream else "0",
                 "price_version": call.price_version,
+                "price_effective_from": (
+                    call.price.effective_from.isoformat() if call.price.effective_from else ""
+                ),
             },
         )
         self._metrics.redis.labels("admit").observe(time.perf_counter() - t0)

@@ -17,7 +17,7 @@ class RedisClusterServers:
         cli = shutil.which("redis-cli") or str(Path(self.binary).with_name("redis-cli"))
         self.cli = cli
         self.workdir = workdir
-        self.ports = [free_port() for _ in range(masters)]
+        self.ports = [cluster_port() for _ in range(masters)]
         self.processes: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -25,6 +25,13 @@ class RedisClusterServers:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for port in self.ports:
             self.processes.append(subprocess.Popen(
@@ -52,6 +59,21 @@ class RedisClusterServers:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid and free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def _wait_for_ping(port: int) -> None:
