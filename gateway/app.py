@@ -21,7 +21,9 @@ from gateway.auth import Authenticator
 from gateway.endpoints import default_endpoints
 from gateway.httpjson import json_response
 from gateway.metrics import Metrics
+from gateway.models import model_list
 from gateway.pricing_holder import PricingHolder
+from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider
 from gateway.providers.http import OpenAICompatibleProvider
 from gateway.providers.mock import MockProvider
@@ -88,8 +90,9 @@ def build_providers(
         provider: Provider
         if config.kind == "mock":
             provider = MockProvider(config.name, counter)
-        else:  # anthropic gets its own adapter with the Messages endpoint
-            provider = OpenAICompatibleProvider(
+        else:
+            http = AnthropicProvider if config.kind == "anthropic" else OpenAICompatibleProvider
+            provider = http(
                 config,
                 session,
                 connect_timeout=settings.connect_timeout,
@@ -117,7 +120,7 @@ def create_app(
     directory = Directory(redis)
     wallet = Wallet(redis)
     auth = Authenticator(directory)
-    endpoints = default_endpoints()
+    endpoints = default_endpoints(settings.aliases)
     admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256)
 
     app = web.Application(
@@ -160,6 +163,10 @@ def create_app(
         caller = await auth.authenticate(request.headers)
         return json_response((await wallet.view(caller.account.id)).to_json())
 
+    async def models(request: web.Request) -> web.Response:
+        caller = await auth.authenticate(request.headers)
+        return json_response(model_list(holder.table, settings.providers, caller.key.models))
+
     async def my_request(request: web.Request) -> web.Response:
         caller = await auth.authenticate(request.headers)
         rid = request.match_info["request_id"]
@@ -188,6 +195,7 @@ def create_app(
     app.add_routes(
         [
             *(web.post("/v1" + path, proxied) for path in endpoints),
+            web.get("/v1/models", models),
             web.get("/v1/wallet", my_wallet),
             web.get("/v1/requests/{request_id}", my_request),
             web.get("/healthz", healthz),

@@ -26,6 +26,7 @@ from gateway.auth import Authenticator, Caller
 from gateway.endpoints import Endpoint, ParsedRequest
 from gateway.endpoints.base import StreamTracker
 from gateway.metrics import Metrics
+from gateway.models import check_allowed
 from gateway.pricing_holder import PricingHolder
 from gateway.providers.base import Provider, UpstreamRequest, UpstreamResponse
 from gateway.routing import Router
@@ -34,7 +35,7 @@ from gateway.sse import SSEDecoder, comment
 from gateway.tokens import TokenCounter
 from gateway.usage import EventKind
 from gateway.wallet import Admission, Limits, Refusal, Wallet
-from pricing import ModelPrice, Usage, compute_cost, format_usd
+from pricing import ModelPrice, Usage, format_usd
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class Proxy:
         try:
             caller = await self._auth.authenticate(request.headers)
             body = await self._read_body(request)
-            call = self._prepare(endpoint, caller, body, request.content_type)
+            call = self._prepare(endpoint, caller, body, request.headers.get("Content-Type", ""))
             await self._admit(call)
         except errors.GatewayError as exc:
             self._metrics.rejections.labels(exc.code).inc()
@@ -142,6 +143,7 @@ class Proxy:
         self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str
     ) -> Call:
         req = endpoint.parse(body, content_type)
+        check_allowed(req.model, caller.key.models)
         table = self._pricing.table
         price = table.lookup(req.model)
         if price is None or not endpoint.can_bill(price):
@@ -170,7 +172,7 @@ class Proxy:
         worst = call.endpoint.worst_case(
             call.req, call.price, self._counter, self._settings.default_max_output_tokens
         )
-        hold = compute_cost(worst, call.price)
+        hold = call.endpoint.cost(worst, call.price)
         est_tokens = worst.total_tokens
         result = await self._wallet.admit(
             call.caller.account.id,
@@ -253,7 +255,7 @@ class Proxy:
             usage = call.endpoint.estimate(
                 call.req, call.endpoint.text_from_body(data), self._counter
             )
-            source = "estimated"
+            source = call.endpoint.estimate_source(call.req)
         status = "settled" if upstream.status < 400 else "failed"
         cost, balance = await self._settle(
             call, usage, status=status, source=source, http_status=upstream.status
@@ -346,7 +348,7 @@ class Proxy:
     ) -> tuple[int, int]:
         """Charge and release; returns (cost charged, balance after). Survives cancellation."""
         call.settled = True
-        cost = compute_cost(usage, call.price) if usage is not None else 0
+        cost = call.endpoint.cost(usage, call.price) if usage is not None else 0
         usage = usage or Usage()
         record = {
             "status": status,
