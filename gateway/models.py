@@ -33,9 +33,7 @@ def model_list(
     for name in table.names():
         if "*" in name or "?" in name or not is_allowed(name, allow):
             continue
-        provider = next(
-            (p for p in providers if any(fnmatchcase(name, g) for g in p.models)), None
-        )
+        provider = next((p for p in providers if any(fnmatchcase(name, g) for g in p.models)), None)
         if provider is not None:
             data.append({"id": name, "object": "model", "created": 0, "owned_by": provider.name})
     return {"object": "list", "data": data}

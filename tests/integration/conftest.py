@@ -33,7 +33,8 @@ models:
   mock-whisper: {per_audio_minute: 0.006}
   dall-e-3: {per_image: {"1024x1024": 0.04, "1024x1024/hd": 0.08, "1792x1024/hd": 0.12}}
   whisper-1: {per_audio_minute: 0.006}
-  claude-sonnet-4-5: {input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75, max_output_tokens: 64000}
+  claude-sonnet-4-6: {input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75,
+                      max_output_tokens: 64000}
   unrouted-model: {input: 1.00, output: 1.00}
 """
 
