@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -18,16 +21,19 @@ from gateway import errors
 from gateway.accounts import Directory
 from gateway.admin import Admin
 from gateway.auth import Authenticator
+from gateway.breaker import Breaker
 from gateway.endpoints import default_endpoints
 from gateway.httpjson import json_response
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, exposition
 from gateway.models import model_list
 from gateway.pricing_holder import PricingHolder
+from gateway.pricing_reload import PricingReloader
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider
 from gateway.providers.http import OpenAICompatibleProvider
 from gateway.providers.mock import MockProvider
 from gateway.proxy import Proxy
+from gateway.reaper import reap_forever
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.tokens import TokenCounter
@@ -46,36 +52,47 @@ METRICS = web.AppKey("metrics", Metrics)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except errors.GatewayError as exc:
-        return _render(exc)
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        if isinstance(exc, ConnectionResetError):  # the client went away; nobody to answer
+BILLING_DOWN = "Billing is unavailable right now, so no request can be metered; try again shortly."
+
+
+def error_middleware(breaker: Breaker) -> Any:
+    """Renders every error OpenAI-shaped; a Redis failure trips ``breaker``."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if breaker.is_open() and request.path.startswith(("/v1/", "/admin/")):
+                raise errors.BillingUnavailable(BILLING_DOWN)
+            return await handler(request)
+        except errors.GatewayError as exc:
+            return _render(exc)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if isinstance(exc, ConnectionResetError):  # the client went away: nobody to answer
+                raise
+            breaker.trip()
+            log.warning("billing store unreachable: %s", exc)
+            return _render(errors.BillingUnavailable(BILLING_DOWN))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _render(_http_error(exc))
+        except asyncio.CancelledError:
             raise
-        log.warning("billing store unreachable: %s", exc)
-        return _render(
-            errors.BillingUnavailable(
-                "Billing is unavailable right now, so no request can be metered; try again shortly."
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return _render(
+                errors.GatewayError("The gateway failed unexpectedly; nothing was charged.")
             )
-        )
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        err = errors.GatewayError(exc.reason)
-        err.status = exc.status
-        err.type = "invalid_request_error"
-        err.code = "not_found" if exc.status == 404 else "invalid_request"
-        if exc.status == 405:
-            err.code = "method_not_allowed"
-        return _render(err)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _render(errors.GatewayError("The gateway failed unexpectedly; nothing was charged."))
+
+    return middleware
+
+
+def _http_error(exc: web.HTTPException) -> errors.GatewayError:
+    err = errors.GatewayError(exc.reason)
+    err.status = exc.status
+    err.type = "invalid_request_error"
+    err.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "invalid_request")
+    return err
 
 
 def _render(exc: errors.GatewayError) -> web.Response:
@@ -97,6 +114,8 @@ def build_providers(
                 session,
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
+                first_byte_timeout=settings.first_byte_timeout,
+                total_timeout=settings.total_timeout,
             )
         routes.append((config.models, provider))
     return Router(routes)
@@ -116,7 +135,10 @@ def create_app(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     holder = PricingHolder(pricing if pricing is not None else load_pricing(settings.pricing_file))
+    metrics.set_pricing_version(holder.table.version)
+    reloader = PricingReloader(settings.pricing_file, holder, metrics)
     counter = counter or TokenCounter()
+    breaker = Breaker()
     directory = Directory(redis)
     wallet = Wallet(redis)
     auth = Authenticator(directory)
@@ -124,7 +146,7 @@ def create_app(
     admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256)
 
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.max_body_bytes + 1
+        middlewares=[error_middleware(breaker)], client_max_size=settings.max_body_bytes + 1
     )
     app[REDIS] = redis
     app[PRICING] = holder
@@ -135,7 +157,7 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own_session = session is None
         http = session or aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=settings.pool_size, ttl_dns_cache=300),
             auto_decompress=False,
         )
         await asyncio.get_running_loop().run_in_executor(None, counter.warm)
@@ -149,7 +171,21 @@ def create_app(
             counter=counter,
             metrics=metrics,
         )
+        tasks = [
+            asyncio.create_task(
+                reap_forever(redis, wallet, interval=min(max(settings.hold_ttl / 4, 0.5), 30.0))
+            ),
+            asyncio.create_task(reloader.watch(settings.pricing_poll_interval)),
+        ]
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # SIGHUP reloads prices at once (only where this loop owns signals).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.wake.set)
         yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await app[PROXY].drain()
         if own_session:
             await http.close()
@@ -188,7 +224,7 @@ def create_app(
         return json_response({"status": "ok", "pricing_version": holder.table.version})
 
     async def metrics_view(request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(registry))
+        response = web.Response(body=exposition(registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
@@ -220,19 +256,27 @@ def request_json(request_id: str, r: dict[str, str]) -> dict[str, object]:
             "output_tokens",
             "cache_read_tokens",
             "cache_write_tokens",
+            "cache_write_1h_tokens",
             "reasoning_tokens",
         )
     }
     usage["total_tokens"] = sum(usage[k] for k in usage if k != "reasoning_tokens")
+    # Not tokens: generated images (of one size/quality variant) and audio milliseconds.
+    units: dict[str, object] = {"images": n("images"), "audio_ms": n("audio_ms")}
+    if r.get("image_variant"):
+        units["image_variant"] = r["image_variant"]
+    status = r.get("status", "pending")
+    if status == "pending" and n("deadline_ms") and time.time() * 1000 > n("deadline_ms"):
+        status = "expired"  # its gateway died; the hold was (or will be) released, no charge
     return {
         "id": request_id,
-        "status": r.get("status", "pending"),
+        "status": status,
         "model": r.get("model"),
         "endpoint": r.get("endpoint"),
         "project": r.get("project"),
         "key_id": r.get("key_id"),
         "stream": r.get("stream") == "1",
-        "usage": usage,
+        "usage": {**usage, **units},
         "usage_source": r.get("usage_source"),
         "cost": format_usd(n("cost")),
         "held": format_usd(n("hold")),

@@ -1,4 +1,4 @@
-"""``tollgate`` command line: ``tollgate serve`` runs the gateway."""
+"""``tollgate`` command line: ``tollgate serve`` runs the gateway; ``tollgate pricing check``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import logging
 import multiprocessing
 import os
 import secrets
+import shutil
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +20,9 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.logs import configure_logging
+from gateway.pricing_cli import add_pricing_parser, run_pricing
+from gateway.redisclient import make_redis
 from gateway.rediskeys import admin_token_hash
 from gateway.settings import ConfigError, Settings, load_settings
 from pricing import PricingError, load_pricing
@@ -35,16 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     serve.add_argument("--data-dir", default=None, help="overrides data_dir from the config")
+    add_pricing_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "pricing":
+        return run_pricing(args)
     env = dict(os.environ if env is None else env)
-    logging.basicConfig(
-        level=env.get("TOLLGATE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = load_settings(args.config, env)
         if args.data_dir:
@@ -56,6 +60,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.workers < 1:
         print("tollgate: --workers must be at least 1", file=sys.stderr)
         return 2
+    configure_logging(env.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format)
     return serve(settings, host=args.host, port=args.port, workers=args.workers)
 
 
@@ -75,6 +80,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
         if workers == 1:
             _run_worker(settings, host, port, token_sha, reuse_port=False)
         else:
+            # Workers share one set of metric files so any worker's /metrics shows them all.
+            metrics_dir = settings.data_dir / f"metrics-{os.getpid()}"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
             ctx = multiprocessing.get_context("spawn")
             procs = [
                 ctx.Process(target=_run_worker, args=(settings, host, port, token_sha, True))
@@ -82,24 +92,33 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
             ]
             for p in procs:
                 p.start()
-            for p in procs:
-                p.join()
+
+            def forward(signum: int, _frame: object) -> None:
+                for p in procs:  # each worker shuts down gracefully on SIGTERM
+                    if p.is_alive() and p.pid is not None:
+                        os.kill(p.pid, signal.SIGTERM)
+
+            signal.signal(signal.SIGTERM, forward)
+            signal.signal(signal.SIGINT, forward)
+            try:
+                for p in procs:
+                    p.join()
+            finally:
+                for p in procs:  # a worker that died first must not leave others running
+                    if p.is_alive():
+                        p.terminate()
+                        p.join()
+                shutil.rmtree(metrics_dir, ignore_errors=True)
     finally:
         if embedded is not None:
             embedded.stop()
     return 0
 
 
-def redis_client(url: str) -> Any:
-    import redis.asyncio as aioredis
-
-    return aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=1.0,
-        socket_timeout=5.0,
-        health_check_interval=30,
-    )
+def redis_client(settings: Settings) -> Any:
+    assert settings.redis_url is not None
+    return make_redis(settings.redis_url, cluster=settings.redis_cluster,
+                      timeout=settings.redis_timeout)  # fmt: skip
 
 
 async def _admin_token(settings: Settings) -> str:
@@ -107,7 +126,7 @@ async def _admin_token(settings: Settings) -> str:
     if settings.admin_token:
         return hashlib.sha256(settings.admin_token.encode()).hexdigest()
     assert settings.redis_url is not None
-    client = redis_client(settings.redis_url)
+    client = redis_client(settings)
     try:
         token = "tga-" + secrets.token_urlsafe(24)
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -130,17 +149,16 @@ async def _admin_token(settings: Settings) -> str:
 
 
 def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_port: bool) -> None:
+    configure_logging(os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format)
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    assert settings.redis_url is not None
-    url = settings.redis_url
 
     async def make_app() -> web.Application:
-        client = redis_client(url)
+        client = redis_client(settings)
         app = create_app(settings, redis=client, admin_token_sha256=token_sha)
 
         async def close_redis(_: web.Application) -> None:
@@ -157,4 +175,5 @@ def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_
         print=None,
         access_log=None,
         handle_signals=True,
+        shutdown_timeout=settings.shutdown_timeout,
     )

@@ -35,7 +35,7 @@ from gateway.sse import SSEDecoder, comment
 from gateway.tokens import TokenCounter
 from gateway.usage import EventKind
 from gateway.wallet import Admission, Limits, Refusal, Wallet
-from pricing import ModelPrice, Usage, format_usd
+from pricing import ModelPrice, Usage, compute_cost, format_usd
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ class Proxy:
         self._metrics = metrics
         self._endpoints = endpoints
         self._settling: set[asyncio.Task[Any]] = set()
+        self._request_log = logging.getLogger("tollgate.request")
 
     async def drain(self) -> None:
         """Wait for settles still running (called on shutdown)."""
@@ -139,9 +140,7 @@ class Proxy:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _prepare(
-        self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str
-    ) -> Call:
+    def _prepare(self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str) -> Call:
         req = endpoint.parse(body, content_type)
         check_allowed(req.model, caller.key.models)
         table = self._pricing.table
@@ -172,8 +171,9 @@ class Proxy:
         worst = call.endpoint.worst_case(
             call.req, call.price, self._counter, self._settings.default_max_output_tokens
         )
-        hold = call.endpoint.cost(worst, call.price)
+        hold = compute_cost(worst, call.price)
         est_tokens = worst.total_tokens
+        t0 = time.perf_counter()
         result = await self._wallet.admit(
             call.caller.account.id,
             request_id=call.request_id,
@@ -193,10 +193,12 @@ class Proxy:
                 "price_version": call.price_version,
             },
         )
+        self._metrics.redis.labels("admit").observe(time.perf_counter() - t0)
         if isinstance(result, Refusal):
             call.settled = True  # nothing was held
             raise self._refusal(call, result, hold, est_tokens)
         call.admission = result
+        self._metrics.holds.inc(result.hold / 1e9)  # a gauge for operators, not money
 
     def _refusal(
         self, call: Call, refusal: Refusal, hold: int, est_tokens: int
@@ -221,6 +223,7 @@ class Proxy:
         upstream = await call.provider.send(
             UpstreamRequest(path=call.endpoint.path, headers=headers, body=body)
         )
+        self._metrics.upstream.labels(call.provider.name).observe(time.perf_counter() - t0)
         try:
             content_type = upstream.headers.get("Content-Type", "")
             if call.req.stream and upstream.status == 200 and "event-stream" in content_type:
@@ -244,9 +247,7 @@ class Proxy:
             out.update(ratelimit.headers(call.limits, call.admission))
         return out
 
-    async def _relay_body(
-        self, call: Call, upstream: UpstreamResponse, t0: float
-    ) -> web.Response:
+    async def _relay_body(self, call: Call, upstream: UpstreamResponse, t0: float) -> web.Response:
         data = await upstream.read()
         call.upstream_seconds = time.perf_counter() - t0
         usage = call.endpoint.usage_from_body(call.req, data)
@@ -304,10 +305,12 @@ class Proxy:
                     out.append(rewrite(event.raw, kind, strip))
                 try:
                     await response.write(b"".join(out))
-                except ConnectionResetError:
-                    if not finished:
+                except (ConnectionResetError, asyncio.CancelledError) as exc:
+                    if not finished:  # this batch never reached the client
                         tracker.truncate(mark)
                         source = "partial"
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
                     break
             else:
                 tail = decoder.flush()
@@ -322,6 +325,12 @@ class Proxy:
             source = "estimated"
         except ConnectionResetError:
             source = "partial"
+        except asyncio.CancelledError:
+            # The client went away (aiohttp cancels the handler) or the server is shutting
+            # down: either way the client got what was written, and that is what it pays for.
+            if not finished:
+                source = "partial"
+            raise
         finally:
             if not call.settled:
                 call.upstream_seconds = time.perf_counter() - t0
@@ -348,7 +357,7 @@ class Proxy:
     ) -> tuple[int, int]:
         """Charge and release; returns (cost charged, balance after). Survives cancellation."""
         call.settled = True
-        cost = call.endpoint.cost(usage, call.price) if usage is not None else 0
+        cost = compute_cost(usage, call.price) if usage is not None else 0
         usage = usage or Usage()
         record = {
             "status": status,
@@ -358,7 +367,11 @@ class Proxy:
             "output_tokens": str(usage.output_tokens),
             "cache_read_tokens": str(usage.cache_read_tokens),
             "cache_write_tokens": str(usage.cache_write_tokens),
+            "cache_write_1h_tokens": str(usage.cache_write_1h_tokens),
             "reasoning_tokens": str(usage.reasoning_tokens),
+            "images": str(usage.images),
+            "image_variant": usage.image_variant,
+            "audio_ms": str(usage.audio_ms),
             "finished_ms": str(int(time.time() * 1000)),
         }
         task = asyncio.ensure_future(
@@ -375,20 +388,47 @@ class Proxy:
         )
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
-        settlement = await asyncio.shield(task)
+        t0 = time.perf_counter()
+        try:
+            settlement = await asyncio.shield(task)
+        finally:
+            if call.admission is not None:
+                self._metrics.holds.dec(call.admission.hold / 1e9)
+        self._metrics.redis.labels("settle").observe(time.perf_counter() - t0)
         if settlement is None:
             log.error("settle of %s found no admitted request; nothing charged", call.request_id)
             return 0, 0
-        self._observe(call, usage, settlement.cost, http_status)
+        self._observe(call, usage, settlement.cost, http_status, source)
         return settlement.cost, settlement.balance
 
-    def _observe(self, call: Call, usage: Usage, cost: int, http_status: int) -> None:
+    def _observe(self, call: Call, usage: Usage, cost: int, http_status: int, source: str) -> None:
         m = self._metrics
         total = time.perf_counter() - call.started
+        overhead = max(total - call.upstream_seconds, 0.0)
         m.requests.labels(call.model, call.provider.name, str(http_status or "error")).inc()
         m.record_usage(call.model, usage, cost / 1e9)  # metrics only; the ledger stays exact
         m.duration.observe(total)
-        m.overhead.observe(max(total - call.upstream_seconds, 0.0))
+        m.overhead.observe(overhead)
+        if self._request_log.isEnabledFor(logging.INFO):
+            self._request_log.info("request", extra={"fields": {
+                "request_id": call.request_id,
+                "account": call.caller.account.id,
+                "key": call.caller.key.id,
+                "project": call.caller.key.project,
+                "model": call.model,
+                "provider": call.provider.name,
+                "endpoint": call.endpoint.path,
+                "stream": call.req.stream,
+                "status": http_status or None,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cache_read_tokens": usage.cache_read_tokens,
+                "cache_write_tokens": usage.cache_write_tokens + usage.cache_write_1h_tokens,
+                "cost": format_usd(cost),
+                "usage_source": source,
+                "latency_ms": round(total * 1000, 3),
+                "overhead_ms": round(overhead * 1000, 3),
+            }})  # fmt: skip
 
 
 def route_path(request: web.Request) -> str:

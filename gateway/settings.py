@@ -47,6 +47,14 @@ class Settings:
     hold_ttl: float = 900.0
     record_ttl: int = 30 * 86400
     default_max_output_tokens: int = 4096
+    shutdown_timeout: float = 30.0
+    redis_cluster: bool = False
+    redis_timeout: float = 2.0
+    first_byte_timeout: float = 600.0
+    total_timeout: float = 3600.0
+    pool_size: int = 1000
+    pricing_poll_interval: float = 2.0
+    log_format: str = "json"
     aliases: Mapping[str, str] = field(default_factory=dict)  # model name clients use -> model
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -64,6 +72,14 @@ _TOP_LEVEL = {
     "hold_ttl",
     "record_ttl",
     "default_max_output_tokens",
+    "shutdown_timeout",
+    "redis_cluster",
+    "redis_timeout",
+    "first_byte_timeout",
+    "total_timeout",
+    "pool_size",
+    "pricing_poll_interval",
+    "log_format",
     "aliases",
 }
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
@@ -119,6 +135,18 @@ def parse_settings(
             raise fail(name, "must be a positive whole number")
         return value
 
+    def choice_field(name: str, choices: tuple[str, ...], default: str) -> str:
+        value = data.get(name, default)
+        if value not in choices:
+            raise fail(name, f"must be one of {', '.join(choices)}")
+        return str(value)
+
+    def bool_field(name: str, default: bool) -> bool:
+        value = data.get(name, default)
+        if not isinstance(value, bool):
+            raise fail(name, "must be true or false")
+        return value
+
     providers = tuple(
         _parse_provider(item, f"providers[{i}]", fail, env)
         for i, item in enumerate(_list(data.get("providers", []), "providers", fail))
@@ -140,6 +168,14 @@ def parse_settings(
         read_timeout=float(number_field("read_timeout", 600.0)),
         hold_ttl=float(number_field("hold_ttl", 900.0)),
         record_ttl=int(number_field("record_ttl", 30 * 86400, integer=True)),
+        shutdown_timeout=float(number_field("shutdown_timeout", 30.0)),
+        redis_cluster=bool_field("redis_cluster", False),
+        redis_timeout=float(number_field("redis_timeout", 2.0)),
+        first_byte_timeout=float(number_field("first_byte_timeout", 600.0)),
+        total_timeout=float(number_field("total_timeout", 3600.0)),
+        pool_size=int(number_field("pool_size", 1000, integer=True)),
+        pricing_poll_interval=float(number_field("pricing_poll_interval", 2.0)),
+        log_format=choice_field("log_format", ("json", "text"), "json"),
         default_max_output_tokens=int(
             number_field("default_max_output_tokens", 4096, integer=True)
         ),

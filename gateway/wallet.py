@@ -252,6 +252,18 @@ class Wallet:
         r = await self._scripts["sweep_v1"](keys=[k.wallet, k.holds, k.hold_amounts], args=[])
         return int(r[0])
 
+    async def sweep_many(self, account_ids: Sequence[str]) -> int:
+        """Release expired holds of many accounts in one pipelined round trip."""
+        if not account_ids:
+            return 0
+        script = self._scripts["sweep_v1"]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for account_id in account_ids:
+                k = AccountKeys(account_id)
+                await script(keys=[k.wallet, k.holds, k.hold_amounts], args=[], client=pipe)
+            results = await pipe.execute()
+        return sum(int(r[0]) for r in results)
+
     async def view(self, account_id: str) -> WalletView:
         await self.sweep(account_id)
         k = AccountKeys(account_id)

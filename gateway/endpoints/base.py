@@ -9,7 +9,6 @@ from typing import Any, Protocol
 import orjson
 
 from gateway import errors
-from gateway.endpoints import units
 from gateway.sse import SSEEvent
 from gateway.tokens import TokenCounter
 from gateway.usage import EventKind
@@ -129,10 +128,6 @@ class Endpoint:
         else:
             out = min(wanted, ceiling) if ceiling else wanted
         return Usage(input_tokens=prompt, output_tokens=out * req.n)
-
-    def cost(self, usage: Usage, price: ModelPrice) -> int:
-        """Exact cost in nanodollars; the hold and the charge both come from here."""
-        return units.cost(usage, price)
 
     def upstream_body(self, req: ParsedRequest) -> tuple[bytes, bool]:
         """(body to send, whether the client itself asked for streamed usage)."""

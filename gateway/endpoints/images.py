@@ -14,9 +14,8 @@ import orjson
 from gateway import errors
 from gateway.endpoints.base import Endpoint, ParsedRequest, parse_json_object
 from gateway.endpoints.tracking import body_json
-from gateway.endpoints.units import UnitUsage, image_price
 from gateway.tokens import TokenCounter
-from pricing import ModelPrice, Usage
+from pricing import ModelPrice, PriceNotFound, Usage
 
 DEFAULT_MODEL = "dall-e-2"  # what OpenAI uses when the request names none
 DEFAULT_SIZE = "1024x1024"  # the default of every OpenAI image model that has one
@@ -63,22 +62,24 @@ class ImageGenerations(Endpoint):
     ) -> Usage:
         """Exactly what was asked for; refuses a size or quality the model has no price for."""
         variant: str = req.extra["variant"]
-        if image_price(price, variant) is None:
+        try:
+            price.image_price(variant)
+        except PriceNotFound:
             known = ", ".join(sorted(price.per_image or {}))
             raise errors.ModelNotPriced(
                 f"The model {req.model!r} has no price for images of {variant!r} on this "
                 f"gateway (priced: {known}).",
                 param="size",
-            )
-        return UnitUsage(images=req.n, image_variant=variant)
+            ) from None
+        return Usage(images=req.n, image_variant=variant)
 
     def usage_from_body(self, req: ParsedRequest, data: bytes) -> Usage | None:
         doc = body_json(data)
         images = doc.get("data") if doc is not None else None
         if not isinstance(images, list):
             return None
-        return UnitUsage(images=min(len(images), req.n), image_variant=req.extra["variant"])
+        return Usage(images=min(len(images), req.n), image_variant=req.extra["variant"])
 
     def estimate(self, req: ParsedRequest, text: str, counter: TokenCounter) -> Usage:
         """An answer the gateway cannot read is billed as the images asked for."""
-        return UnitUsage(images=req.n, image_variant=req.extra["variant"])
+        return Usage(images=req.n, image_variant=req.extra["variant"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -54,14 +55,19 @@ class OpenAICompatibleProvider:
         *,
         connect_timeout: float,
         read_timeout: float,
+        first_byte_timeout: float | None = None,
+        total_timeout: float | None = None,
     ) -> None:
         self.name = config.name
         self._base = config.base_url
         self._api_key = config.api_key
         self._session = session
+        # connect: to open the connection; sock_read: the longest silence; total: the whole
+        # answer, streams included; first byte: until the answer's headers arrive.
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_read=read_timeout
+            total=total_timeout, connect=connect_timeout, sock_read=read_timeout
         )
+        self._first_byte = first_byte_timeout
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -73,13 +79,14 @@ class OpenAICompatibleProvider:
     async def send(self, request: UpstreamRequest) -> HttpResponse:
         headers = self.upstream_headers(request.headers)
         try:
-            response = await self._session.post(
-                self._base + request.path,
-                data=request.body,
-                headers=headers,
-                timeout=self._timeout,
-                auto_decompress=False,
-            )
+            async with asyncio.timeout(self._first_byte):
+                response = await self._session.post(
+                    self._base + request.path,
+                    data=request.body,
+                    headers=headers,
+                    timeout=self._timeout,
+                    auto_decompress=False,
+                )
         except TimeoutError as exc:
             raise errors.UpstreamTimeout(f"provider {self.name} did not answer in time") from exc
         except aiohttp.ClientError as exc:

@@ -16,6 +16,7 @@ from gateway.settings import ProviderConfig, Settings
 from gateway.tokens import TokenCounter
 from pricing import parse_pricing
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.processes import GatewayProcess, write_config
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN_SHA = __import__("hashlib").sha256(ADMIN_TOKEN.encode()).hexdigest()
@@ -34,7 +35,7 @@ models:
   dall-e-3: {per_image: {"1024x1024": 0.04, "1024x1024/hd": 0.08, "1792x1024/hd": 0.12}}
   whisper-1: {per_audio_minute: 0.006}
   claude-sonnet-4-6: {input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75,
-                      max_output_tokens: 64000}
+                      cache_write_1h: 6.00, max_output_tokens: 64000}
   unrouted-model: {input: 1.00, output: 1.00}
 """
 
@@ -201,3 +202,27 @@ async def make_gateway(
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> Gateway:
     return await make_gateway()
+
+
+@pytest.fixture
+async def spawn(
+    redis_server: Any, upstream: FakeUpstream, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[GatewayProcess]]]:
+    """Start gateways as real processes on the test Redis; all stopped at the end."""
+    started: list[GatewayProcess] = []
+
+    async def factory(**config: Any) -> GatewayProcess:
+        path = write_config(tmp_path, upstream.base_url, PRICING, **config)  # type: ignore[attr-defined]
+        proc = GatewayProcess(path, redis_server.url)
+        started.append(proc)
+        await proc.wait_ready()
+        return proc
+
+    yield factory
+    for proc in started:
+        proc.stop()
+
+
+def remote(proc: GatewayProcess, http: aiohttp.ClientSession, registry: Any = None) -> Gateway:
+    """A Gateway helper pointed at a gateway process."""
+    return Gateway(url=proc.url, http=http, registry=registry or CollectorRegistry(), app=None)

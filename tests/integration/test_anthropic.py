@@ -12,8 +12,8 @@ from pricing import parse_usd
 from tests.integration.conftest import Gateway
 from tests.support.fake_upstream import FakeUpstream
 
-# claude-sonnet-4-6 in the test price table, nanodollars per 1M tokens:
-# input 3.00, output 15.00, cache_read 0.30, cache_write 3.75.
+# claude-sonnet-4-6 in the test price table, USD per 1M tokens:
+# input 3.00, output 15.00, cache_read 0.30, cache_write 3.75 (5 minutes), cache_write_1h 6.00.
 IN, OUT, READ, WRITE = 3_000_000_000, 15_000_000_000, 300_000_000, 3_750_000_000
 
 CACHED_USAGE = {
@@ -71,8 +71,11 @@ async def test_plain_message_bills_every_bucket(gateway: Gateway, upstream: Fake
         "output_tokens": 350,
         "cache_read_tokens": 10000,
         "cache_write_tokens": 2000,
+        "cache_write_1h_tokens": 0,
         "reasoning_tokens": 0,
         "total_tokens": 13550,
+        "images": 0,
+        "audio_ms": 0,
     }
     assert record["usage_source"] == "upstream" and record["endpoint"] == "/messages"
 
@@ -84,7 +87,7 @@ async def test_plain_message_bills_every_bucket(gateway: Gateway, upstream: Fake
     assert sent["anthropic-beta"] == "prompt-caching-2024-07-31"
 
 
-async def test_one_hour_cache_writes_are_billed_at_cache_write(
+async def test_one_hour_cache_writes_are_billed_at_their_own_price(
     gateway: Gateway, upstream: FakeUpstream
 ) -> None:
     _, key = await gateway.account()
@@ -98,9 +101,12 @@ async def test_one_hour_cache_writes_are_billed_at_cache_write(
     raw = await gateway.anthropic(key).messages.with_raw_response.create(
         model="claude-sonnet-4-6", max_tokens=100, messages=MESSAGES
     )
-    # 10 * 3.00 + 20 * 15.00 + 3000 * 3.75 = 30 + 300 + 11_250 = 11_580 per 1M = 0.01158 USD
-    # (both cache durations at the one cache_write price the table has today)
-    assert raw.headers["x-usage-cost"] == "0.01158"
+    # 10 * 3.00 + 20 * 15.00 + 1000 * 3.75 (5-minute writes) + 2000 * 6.00 (1-hour writes)
+    # = 30 + 300 + 3_750 + 12_000 = 16_080 per 1M = 0.01608 USD
+    assert raw.headers["x-usage-cost"] == "0.01608"
+    record = await gateway.record(key, raw.headers["x-request-id"])
+    assert record["usage"]["cache_write_tokens"] == 1000
+    assert record["usage"]["cache_write_1h_tokens"] == 2000
 
 
 async def test_streamed_message_takes_the_last_cumulative_usage(

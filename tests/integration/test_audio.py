@@ -73,6 +73,8 @@ async def test_json_answer_is_billed_from_the_upstreams_seconds(
     assert parse_usd("0.0003") == cost_of(3000)
     record = await gateway.record(key, raw.headers["x-request-id"])
     assert record["usage_source"] == "upstream" and record["endpoint"] == "/audio/transcriptions"
+    assert record["usage"]["audio_ms"] == 3000
+    assert record["held"] == "0.00025"  # the hold was the file's 2500 ms
     wallet = await gateway.wallet(account)
     assert parse_usd(wallet["balance"]) == parse_usd("10.00") - cost_of(3000)
     assert upstream.requests[-1]["file"] == "speech.wav"
@@ -109,7 +111,7 @@ async def test_answers_without_a_duration_are_billed_from_the_wav(
     # The file holds 40000 frames at 16 kHz = 2500 ms: 2500 x 0.006 / 60000 = 0.00025 USD
     assert raw.headers["x-usage-cost"] == "0.00025"
     record = await gateway.record(key, raw.headers["x-request-id"])
-    assert record["usage_source"] == "file"
+    assert record["usage_source"] == "file" and record["usage"]["audio_ms"] == 2500
     wallet = await gateway.wallet(account)
     assert parse_usd(wallet["balance"]) == parse_usd("10.00") - cost_of(2500)
 

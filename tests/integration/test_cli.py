@@ -125,9 +125,10 @@ async def test_serve_embedded_redis_mock_provider_and_persistence(
     second = Server(config, port)  # same data dir: the embedded Redis reloads its AOF
     servers.append(second)
     await second.wait_ready()
-    async with aiohttp.ClientSession() as http, http.get(
-        f"{base}/v1/wallet", headers={"Authorization": f"Bearer {key}"}
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/v1/wallet", headers={"Authorization": f"Bearer {key}"}) as r,
+    ):
         assert (await r.json())["balance"] == balance
     output = second.stop()
     assert token not in output

@@ -28,6 +28,10 @@ async def test_hd_image_costs_the_hd_price(gateway: Gateway, upstream: FakeUpstr
     wallet = await gateway.wallet(account)
     assert wallet["balance"] == "9.92" and wallet["held"] == "0.00"
     assert upstream.requests[-1]["quality"] == "hd"
+    record = await gateway.record(key, raw.headers["x-request-id"])
+    assert record["usage"]["images"] == 1
+    assert record["usage"]["image_variant"] == "1024x1024/hd"
+    assert record["usage"]["total_tokens"] == 0 and record["held"] == "0.08"
 
 
 async def test_n_images_standard_quality_is_the_bare_size(
@@ -59,6 +63,8 @@ async def test_fewer_images_returned_are_what_is_billed(
     assert raw.headers["x-usage-cost"] == "0.08"
     wallet = await gateway.wallet(account)
     assert wallet["balance"] == "0.04" and wallet["held"] == "0.00"
+    record = await gateway.record(key, raw.headers["x-request-id"])
+    assert record["usage"]["images"] == 2 and record["held"] == "0.12"
 
 
 async def test_the_hold_is_the_exact_cost(gateway: Gateway, upstream: FakeUpstream) -> None:

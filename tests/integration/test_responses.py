@@ -54,8 +54,11 @@ async def test_plain_response_bills_cached_and_reasoning_tokens(
         "output_tokens": 500,
         "cache_read_tokens": 1536,
         "cache_write_tokens": 0,
+        "cache_write_1h_tokens": 0,
         "reasoning_tokens": 320,
         "total_tokens": 2500,
+        "images": 0,
+        "audio_ms": 0,
     }
     assert record["usage_source"] == "upstream" and record["endpoint"] == "/responses"
 

@@ -7,6 +7,8 @@ after N chunks, ``omit_usage`` strips usage, ``status`` forces an error answer,
 
 ``requests`` holds each request's JSON body, or for a multipart form its fields (a file field
 as its file name); ``bodies`` the exact bytes received.
+after N chunks, ``omit_usage`` strips usage, ``status`` forces an error answer, ``delay``
+waits before answering.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class FakeUpstream:
         self.omit_usage = False
         self.status: int | None = None
         self.images_returned: int | None = None
+        self.delay = 0.0
         self.app = web.Application()
         self.app.router.add_post("/v1/{tail:.*}", self.handle)
 
@@ -55,6 +58,8 @@ class FakeUpstream:
         else:
             self.requests.append(orjson.loads(body))
         self.headers.append(dict(request.headers))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.status is not None:
             return web.json_response(
                 {

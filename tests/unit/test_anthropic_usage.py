@@ -75,7 +75,7 @@ def test_plain_usage_excludes_both_cache_buckets() -> None:
     )
 
 
-def test_cache_durations_are_kept_apart_but_bill_as_cache_write_for_now() -> None:
+def test_cache_durations_are_kept_apart() -> None:
     usage = {
         "input_tokens": 5,
         "output_tokens": 1,
@@ -85,10 +85,12 @@ def test_cache_durations_are_kept_apart_but_bill_as_cache_write_for_now() -> Non
     read = read_anthropic_usage(usage)
     assert read is not None
     assert (read.cache_write_5m, read.cache_write_1h) == (1000, 2000)
-    assert read.to_usage().cache_write_tokens == 3000
+    assert read.to_usage() == Usage(
+        input_tokens=5, output_tokens=1, cache_write_tokens=1000, cache_write_1h_tokens=2000
+    )
     # Without the total, the breakdown is the total.
     del usage["cache_creation_input_tokens"]
-    assert usage_from_anthropic(usage) == Usage(5, 1, 0, 3000)
+    assert usage_from_anthropic(usage) == read.to_usage()
 
 
 @pytest.mark.parametrize(
@@ -170,3 +172,26 @@ def test_mock_refuses_like_anthropic() -> None:
     result = messages_answer(body, TokenCounter(), None)
     assert result.status == 400
     assert orjson.loads(result.chunks[0])["error"]["message"] == "max_tokens: Field required"
+
+
+def test_the_hold_prices_a_cacheable_prompt_at_its_dearest_bucket() -> None:
+    from gateway.endpoints.anthropic import Messages
+    from pricing import ModelPrice
+
+    endpoint = Messages()
+    counter = TokenCounter()
+    price = ModelPrice(model="c", input=3, output=15, cache_write=4, cache_write_1h=6)
+    plain = endpoint.parse(
+        b'{"model": "c", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]}', ""
+    )
+    held = endpoint.worst_case(plain, price, counter, 100)
+    assert held.input_tokens > 0 and held.output_tokens == 9
+    cached = endpoint.parse(
+        b'{"model": "c", "max_tokens": 9, "system": [{"type": "text", "text": "long",'
+        b' "cache_control": {"type": "ephemeral", "ttl": "1h"}}], "messages": []}',
+        "",
+    )
+    held = endpoint.worst_case(cached, price, counter, 100)
+    assert held.input_tokens == 0 and held.cache_write_1h_tokens > 0
+    cheap_writes = ModelPrice(model="c", input=3, output=15, cache_write=2)
+    assert endpoint.worst_case(cached, cheap_writes, counter, 100).input_tokens > 0

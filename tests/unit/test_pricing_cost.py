@@ -171,3 +171,83 @@ def test_cost_matches_an_independent_fraction_computation() -> None:
             expected += int(usd["req"] * 10**9) * requests
 
         assert compute_cost(usage, price, requests=requests) == expected
+
+
+SONNET = ModelPrice(
+    model="claude-sonnet-4-5",
+    input=3_000_000_000,
+    output=15_000_000_000,
+    cache_read=300_000_000,
+    cache_write=3_750_000_000,
+    cache_write_1h=6_000_000_000,
+)
+
+
+def test_one_hour_cache_writes_have_their_own_price() -> None:
+    usage = Usage(cache_write_tokens=1000, cache_write_1h_tokens=1000)
+    # 1000 x 3.75 + 1000 x 6.00 = 9750 (x 1e-6 USD)
+    assert compute_cost(usage, SONNET) == 9_750_000
+
+
+def test_one_hour_cache_write_falls_back_to_cache_write_then_input() -> None:
+    usage = Usage(cache_write_1h_tokens=1000)
+    no_1h = ModelPrice(model="m", input=3_000_000_000, cache_write=3_750_000_000)
+    assert compute_cost(usage, no_1h) == 3_750_000
+    no_cache_prices = ModelPrice(model="m", input=3_000_000_000)
+    assert compute_cost(usage, no_cache_prices) == 3_000_000
+
+
+def test_one_rounding_across_every_token_bucket() -> None:
+    # Five buckets of 0.2 nanodollar each: ceil(1.0) = 1, never 5.
+    price = ModelPrice(
+        model="m",
+        input=200_000,
+        output=200_000,
+        cache_read=200_000,
+        cache_write=200_000,
+        cache_write_1h=200_000,
+    )
+    usage = Usage(1, 1, 1, 1, cache_write_1h_tokens=1)
+    assert compute_cost(usage, price) == 1
+
+
+def test_usage_totals_count_tokens_only() -> None:
+    usage = Usage(
+        input_tokens=1,
+        output_tokens=2,
+        cache_read_tokens=3,
+        cache_write_tokens=4,
+        reasoning_tokens=2,
+        cache_write_1h_tokens=5,
+        images=6,
+        image_variant="1024x1024",
+        audio_ms=7000,
+    )
+    assert usage.prompt_tokens == 1 + 3 + 4 + 5
+    assert usage.total_tokens == 15
+
+
+def test_usage_sum_keeps_one_image_variant() -> None:
+    a = Usage(images=1, image_variant="1024x1024/hd", audio_ms=5, cache_write_1h_tokens=2)
+    b = Usage(images=2, audio_ms=7, cache_write_1h_tokens=3)
+    total = Usage(images=3, image_variant="1024x1024/hd", audio_ms=12, cache_write_1h_tokens=5)
+    assert a + b == total
+    assert b + a == total
+    assert a + a == Usage(
+        images=2, image_variant="1024x1024/hd", audio_ms=10, cache_write_1h_tokens=4
+    )
+    with pytest.raises(ValueError, match="different image variants"):
+        _ = a + Usage(images=1, image_variant="1024x1024")
+
+
+def test_usage_refuses_bad_non_token_counts() -> None:
+    with pytest.raises(ValueError, match=r"Usage\.images must not be negative"):
+        Usage(images=-1)
+    with pytest.raises(ValueError, match=r"Usage\.audio_ms must not be negative"):
+        Usage(audio_ms=-1)
+    with pytest.raises(ValueError, match=r"Usage\.cache_write_1h_tokens must not be negative"):
+        Usage(cache_write_1h_tokens=-1)
+    with pytest.raises(TypeError, match=r"Usage\.audio_ms must be an int"):
+        Usage(audio_ms=61.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"Usage\.image_variant must be a str"):
+        Usage(image_variant=None)  # type: ignore[arg-type]

@@ -107,10 +107,10 @@ def test_cache_prices_without_input_are_fine() -> None:
     [
         (
             "  m: {input: 1, effective_from: 2025-01-01}\n",
-            "m.effective_from: unknown field; expected one of input, output, "
-            "cache_read, cache_write, per_request, per_audio_minute, per_image, max_output_tokens",
+            "m.effective_from: unknown field; expected one of input, output, cache_read, "
+            "cache_write, cache_write_1h, per_request, per_audio_minute, per_image, "
+            "max_output_tokens, tiers",
         ),
-        ("  m: {input: 1, tiers: []}\n", "m.tiers: unknown field;"),
         ('  m: {input: "0.15"}\n', "m.input: must be a number (USD per 1M"),
         ("  m: {output: true}\n", "m.output: must be a number (USD per 1M"),
         ("  m: {output: [1]}\n", "m.output: must be a number (USD per 1M"),
@@ -122,6 +122,21 @@ def test_cache_prices_without_input_are_fine() -> None:
         ("  m: {per_request: abc}\n", "m.per_request: must be a number (USD per request)"),
         ("  m: {input: -0.5}\n", "m.input: must not be negative"),
         ("  m: {input: -1}\n", "m.input: must not be negative"),
+        ("  m: {input: 1, cache_write_1h: -6}\n", "m.cache_write_1h: must not be negative"),
+        (
+            "  m: {input: 1, cache_write_1h: 6.00 USD}\n",
+            "m.cache_write_1h: must be a number (USD per 1M tokens)",
+        ),
+        ("  m: {input: 1, cache_write_1hr: 6}\n", "m.cache_write_1hr: unknown field;"),
+        ("  m: {input: 1, cache_write_5m: 6}\n", "m.cache_write_5m: unknown field;"),
+        ("  m: {per_images: {1024x1024: 1}}\n", "m.per_images: unknown field;"),
+        ("  m: {per_audio_second: 0.0001}\n", "m.per_audio_second: unknown field;"),
+        ("  m: {per_audio_minute: -0.006}\n", "m.per_audio_minute: must not be negative"),
+        (
+            "  m: {per_audio_minute: six}\n",
+            "m.per_audio_minute: must be a number (USD per audio minute)",
+        ),
+        ("  m: {per_image: {1024x1024/hd: .inf}}\n", "m.per_image.1024x1024/hd: is not a finite"),
         ("  m: {input: .inf}\n", "m.input: is not a finite price"),
         ("  m: {input: -.Inf}\n", "m.input: is not a finite price"),
         ("  m: {input: .NaN}\n", "m.input: is not a finite price"),

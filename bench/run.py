@@ -1,0 +1,442 @@
+"""Run the whole bench: ``python -m bench.run [--quick]`` (about 5 minutes; --quick about 1).
+
+Starts a fresh Redis, the bench upstream, the bare pass-through and Tollgate (1 worker, later
+2), funds one account, and measures the same figures for each case side by side:
+
+  direct       straight to the upstream
+  passthrough  through the bare aiohttp pass-through (the ceiling: no auth, no Redis)
+  tollgate-1w  through Tollgate with full metering, one worker
+  tollgate-2w  the same with ``--workers 2`` (n/a if that does not start)
+
+Every run is validated: any non-2xx answer or socket error stops the bench with exit code 1.
+Writes bench/results/latest.{md,json,png} (and profile.svg / profile.folded in full mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from bench import loadgen, profile, report, stack
+from bench.wrk import WrkResult, run_wrk
+
+RESULTS = Path(__file__).resolve().parent / "results"
+T = TypeVar("T")
+PROMPT = "Say hello to the benchmark, in one short sentence please."
+BODY = orjson.dumps(
+    {"model": stack.MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
+)
+STREAM_BODY = orjson.dumps({**orjson.loads(BODY), "stream": True})
+PATH = "/v1/chat/completions"
+
+
+class BenchFailure(RuntimeError):
+    """A run was invalid (errors answered, a process died): the figures cannot be trusted."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    warmup: float
+    throughput: float
+    latency: float
+    rate: float
+    ttfc: float
+    relay: float
+    soak: int  # metered requests per soak step (two steps); 0: no soak
+    profile: int  # seconds of py-spy; 0: no profile
+
+
+FULL = Plan(warmup=2, throughput=10, latency=6, rate=6, ttfc=3, relay=3, soak=100_000, profile=10)
+QUICK = Plan(warmup=1, throughput=3, latency=3, rate=3, ttfc=1.5, relay=1.5, soak=0, profile=0)
+
+
+@dataclass
+class Target:
+    name: str
+    url: str  # origin
+    key: str | None
+    pids: Callable[[], list[int]]  # the serving processes, for RSS
+
+    @property
+    def headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json"}
+        if self.key:
+            h["Authorization"] = f"Bearer {self.key}"
+        return h
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def sh(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "n/a"
+
+
+def machine() -> dict[str, str]:
+    cpu = "n/a"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    import aiohttp
+
+    try:
+        uv = importlib.metadata.version("uvloop")
+    except importlib.metadata.PackageNotFoundError:
+        uv = "not installed"
+    return {
+        "nproc": sh("nproc"),
+        "CPU": cpu,
+        "Kernel": platform.release(),
+        "Python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "uvloop": uv,
+        "Redis": sh("redis-server", "--version").split(" sha=")[0],
+        "wrk": sh("wrk", "-v").splitlines()[0].split(" [")[0] if sh("wrk", "-v") else "n/a",
+    }
+
+
+class Bench:
+    def __init__(self, plan: Plan, scratch: Path, gateway_cpus: str, load_cpus: str) -> None:
+        self.plan = plan
+        self.scratch = scratch
+        self.gw_cpus = gateway_cpus
+        self.load_cpus = load_cpus
+        self.procs: list[stack.Proc] = []
+        self.cases: dict[str, dict[str, Any]] = {}
+
+    # -- validation ------------------------------------------------------------------------
+
+    def check(self, target: Target, what: str, non_2xx: int, errors: int) -> None:
+        case = self.cases.setdefault(target.name, {})
+        case["errors_total"] = case.get("errors_total", 0) + non_2xx + errors
+        if non_2xx or errors:
+            tails = "\n".join(f"--- {p.name} ---\n{p.tail(15)}" for p in self.procs)
+            raise BenchFailure(
+                f"{target.name} / {what}: {non_2xx} non-2xx answers and {errors} socket errors; "
+                f"the figures are invalid.\n{tails}"
+            )
+        for p in self.procs:
+            if not p.alive():
+                raise BenchFailure(f"{p.name} died during {target.name} / {what}:\n{p.tail()}")
+
+    # -- phases ----------------------------------------------------------------------------
+
+    def wrk(self, target: Target, what: str, connections: int, seconds: float) -> WrkResult:
+        result = run_wrk(
+            target.url + PATH,
+            body=BODY,
+            key=target.key,
+            connections=connections,
+            seconds=seconds,
+            cpus=self.load_cpus,
+        )
+        self.check(target, what, result.non_2xx, result.socket_errors)
+        return result
+
+    def throughput(self, t: Target) -> None:
+        self.wrk(t, "warm-up", 32, self.plan.warmup)
+        r = self.wrk(t, "throughput", 32, self.plan.throughput)
+        self.cases[t.name]["throughput"] = r.as_dict()
+        log(
+            f"{t.name:12} 32 conns: {r.rps:8.0f} req/s  "
+            f"p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms"
+        )
+
+    def latency(self, t: Target) -> None:
+        r = self.wrk(t, "latency at 1 connection", 1, self.plan.latency)
+        self.cases[t.name]["latency_1"] = r.as_dict()
+        log(
+            f"{t.name:12} 1 conn:   p50 {r.p50_ms:.3f} ms  "
+            f"p99 {r.p99_ms:.3f} ms  ({r.rps:.0f} req/s)"
+        )
+
+    def fixed_rate(self, t: Target, rate: float) -> None:
+        r = run_async(
+            loadgen.open_loop(t.url + PATH, BODY, t.headers, rate=rate, seconds=self.plan.rate)
+        )
+        self.check(
+            t, f"open loop at {rate:.0f} req/s", r.non_2xx, r.errors + (r.sent - r.completed)
+        )
+        self.cases[t.name]["rate"] = asdict(r)
+        log(
+            f"{t.name:12} {rate:.0f} req/s: p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms  "
+            f"(achieved {r.achieved_rps:.0f}, generator lag p99 {r.lag_p99_ms:.2f} ms)"
+        )
+
+    def streams(self, t: Target) -> None:
+        cost = t.name.startswith("tollgate")
+        runs = {
+            "ttfc": dict(chunks=8, chunk_delay_ms=1.0, concurrency=1, seconds=self.plan.ttfc,
+                         min_streams=50),
+            "relay_1": dict(chunks=2000, chunk_delay_ms=0.0, concurrency=1,
+                            seconds=self.plan.relay, min_streams=3),
+            "relay_16": dict(chunks=500, chunk_delay_ms=0.0, concurrency=16,
+                             seconds=self.plan.relay, min_streams=16),
+        }  # fmt: skip
+        for name, kw in runs.items():
+            r = run_async(
+                loadgen.run_streams(
+                    t.url + PATH,
+                    STREAM_BODY,
+                    t.headers,
+                    expect_cost=cost,
+                    **kw,  # type: ignore[arg-type]
+                )
+            )
+            self.check(t, f"streams ({name})", r.bad, r.missing_cost)
+            d = asdict(r)
+            d.pop("samples")
+            self.cases[t.name][name] = d
+        c = self.cases[t.name]
+        log(
+            f"{t.name:12} streams: TTFC p50 {c['ttfc']['ttfc_p50_ms']:.3f} ms "
+            f"p99 {c['ttfc']['ttfc_p99_ms']:.3f} ms; relay {c['relay_1']['chunks_per_s']:.0f} "
+            f"chunks/s (1 stream), {c['relay_16']['chunks_per_s']:.0f} (16 streams)"
+        )
+
+    def rss(self, t: Target) -> None:
+        self.cases[t.name]["rss_mb"] = [stack.rss_mb(p) for p in t.pids()]
+
+    def soak(self, t: Target, gateway_url: str) -> dict[str, Any]:
+        """Serve until 100k and then 200k metered requests; RSS at each step."""
+        samples: list[tuple[int, float | None]] = []
+        served = stack.metered_requests(gateway_url)
+        pid = t.pids()[0]
+        samples.append((served, stack.rss_mb(pid)))
+        rps = self.cases[t.name]["throughput"]["rps"]
+        total_reqs = 0
+        total_secs = 0.0
+        for goal in (self.plan.soak, 2 * self.plan.soak):
+            while served < goal:
+                seconds = max(2.0, min(60.0, (goal - served) / rps * 1.02))
+                log(f"soak: {served:,} served, {seconds:.0f} s more towards {goal:,}")
+                r = self.wrk(t, f"soak to {goal}", 32, seconds)
+                rps = r.rps
+                total_reqs += r.requests
+                total_secs += r.seconds
+                served = stack.metered_requests(gateway_url)
+            samples.append((served, stack.rss_mb(pid)))
+            log(f"soak: {served:,} served, RSS {samples[-1][1]:.1f} MB")
+        return {
+            "samples": samples,
+            "rss_at_100k_mb": samples[1][1],
+            "rss_at_200k_mb": samples[2][1],
+            "rps": total_reqs / total_secs if total_secs else None,
+            "seconds": total_secs,
+        }
+
+    def profile(self, t: Target) -> dict[str, Any] | None:
+        if profile.py_spy() is None:
+            log("py-spy not installed: no profile")
+            return None
+        seconds = self.plan.profile
+        RESULTS.mkdir(exist_ok=True)
+        pid = t.pids()[0]
+        out: dict[str, Any] = {"seconds": seconds}
+        for fmt, path in (
+            ("flamegraph", RESULTS / "profile.svg"),
+            ("raw", RESULTS / "profile.folded"),
+        ):
+            box: dict[str, WrkResult] = {}
+
+            def drive(box: dict[str, WrkResult] = box) -> None:
+                box["r"] = self.wrk(t, "profile", 32, seconds + 2)
+
+            load = threading.Thread(target=drive)
+            load.start()
+            time.sleep(0.5)
+            profile.record(pid, path, seconds=seconds, fmt=fmt, cpus=self.load_cpus)
+            load.join()
+            if "r" not in box:
+                raise BenchFailure("load during profiling failed")
+            out["rps"] = box["r"].rps
+        summary = profile.summarise(RESULTS / "profile.folded")
+        out.update(asdict(summary))
+        log(
+            f"profile: {summary.samples} samples; top owners: "
+            + ", ".join(f"{h.frame} {h.share * 100:.0f}%" for h in summary.by_area[:5])
+        )
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="short runs, no soak, no profile")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open-loop rate (req/s); default: half of Tollgate's 1-worker throughput",
+    )
+    parser.add_argument("--upstream-latency-ms", type=float, default=0.0)
+    parser.add_argument("--no-soak", action="store_true")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
+    args = parser.parse_args(argv)
+
+    plan = QUICK if args.quick else FULL
+    if args.no_soak:
+        plan = Plan(**{**asdict(plan), "soak": 0})
+    if args.no_profile:
+        plan = Plan(**{**asdict(plan), "profile": 0})
+    ncpu = os.cpu_count() or 1
+    gw_cpus, load_cpus = ("0", "1") if ncpu >= 2 else (None, None)
+    if load_cpus is not None:
+        os.sched_setaffinity(0, {int(load_cpus)})  # this process drives the asyncio load
+    scratch = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+    started = time.monotonic()
+    bench = Bench(plan, scratch, gw_cpus or "", load_cpus or "")
+    command = "python -m bench.run" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    result: dict[str, Any] = {
+        "command": command,
+        "mode": "quick" if args.quick else "full",
+        "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "git": sh("git", "-C", str(stack.ROOT), "rev-parse", "--short", "HEAD"),
+        "machine": machine(),
+        "plan": asdict(plan),
+        "body_bytes": len(BODY),
+        "upstream_latency_ms": args.upstream_latency_ms,
+    }
+    result["pinning"] = (
+        [
+            f"Tollgate (1 worker) and the bare pass-through: `taskset -c {gw_cpus}` "
+            "(only one of them is under load at a time).",
+            f"Load generators (wrk -t1, and this runner's asyncio open-loop and streaming "
+            f"clients), the upstream, Redis and py-spy: `taskset -c {load_cpus}`.",
+            "Tollgate with 2 workers: not pinned (both cores), so it shares core "
+            f"{load_cpus} with the load generator, the upstream and Redis.",
+        ]
+        if gw_cpus
+        else ["Single CPU: nothing pinned; every figure shares the one core."]
+    )
+    log(f"scratch directory {scratch}; pinning: gateway -> {gw_cpus}, load -> {load_cpus}")
+    try:
+        redis, redis_url = stack.start_redis(scratch, load_cpus)
+        bench.procs.append(redis)
+        upstream, origin = stack.start_upstream(scratch, load_cpus, args.upstream_latency_ms)
+        bench.procs.append(upstream)
+        passthrough, pt_url = stack.start_passthrough(scratch, gw_cpus, origin)
+        bench.procs.append(passthrough)
+        config = stack.write_gateway_config(scratch, origin)
+        gw1, gw1_url = stack.start_gateway(scratch, gw_cpus, config, redis_url, workers=1)
+        bench.procs.append(gw1)
+        account, key = stack.provision(gw1_url, "1000000.00")
+        log(f"Tollgate 1 worker up at {gw1_url} (pid {gw1.pid}); account {account} funded")
+
+        targets = [
+            Target("direct", origin, None, lambda: [upstream.pid]),
+            Target("passthrough", pt_url, None, lambda: [passthrough.pid]),
+            Target("tollgate-1w", gw1_url, key, lambda: [gw1.pid]),
+        ]
+        for t in targets:
+            bench.throughput(t)
+        rate = args.rate or max(
+            50.0, (bench.cases["tollgate-1w"]["throughput"]["rps"] * 0.5) // 50 * 50
+        )
+        result["rate"] = rate
+        for t in targets:
+            bench.latency(t)
+        for t in targets:
+            bench.fixed_rate(t, rate)
+        for t in targets:
+            bench.streams(t)
+        for t in targets:
+            bench.rss(t)
+        if plan.soak:
+            result["soak"] = bench.soak(targets[2], gw1_url)
+        if plan.profile:
+            result["profile"] = bench.profile(targets[2])
+        result["wallet_after_1w"] = stack.wallet(gw1_url, account)
+        gw1.stop()
+        bench.procs.remove(gw1)
+
+        try:
+            gw2, gw2_url = stack.start_gateway(scratch, None, config, redis_url, workers=2)
+        except RuntimeError as exc:
+            log(f"Tollgate --workers 2 did not start: n/a ({str(exc).splitlines()[0]})")
+            result["workers_2"] = f"n/a: {exc}"
+        else:
+            bench.procs.append(gw2)
+            log(f"Tollgate 2 workers up at {gw2_url} (workers {stack.worker_pids(gw2.pid)})")
+            t2 = Target("tollgate-2w", gw2_url, key, lambda: stack.worker_pids(gw2.pid))
+            bench.throughput(t2)
+            bench.latency(t2)
+            bench.fixed_rate(t2, rate)
+            bench.streams(t2)
+            bench.rss(t2)
+            result["workers_2"] = "ok"
+            result["wallet_after"] = stack.wallet(gw2_url, account)
+        held = result.get("wallet_after", result["wallet_after_1w"]).get("held")
+        if held not in ("0", "0.00", "0.000000000"):
+            log(f"note: wallet still holds {held} after the runs")
+    except BenchFailure as exc:
+        print(f"\nBENCH FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for p in reversed(bench.procs):
+            p.stop()
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(scratch)], check=False)
+
+    result["cases"] = bench.cases
+    result["elapsed_s"] = time.monotonic() - started
+    result["notes"] = NOTES.format(rate=f"{rate:.0f}")
+    RESULTS.mkdir(exist_ok=True)
+    report.write_json(result, RESULTS / "latest.json")
+    report.write_markdown(result, RESULTS / "latest.md")
+    report.write_plot(result, RESULTS / "latest.png")
+    print()
+    print(report.markdown_table(result))
+    print()
+    print(report.targets_table(result))
+    log(f"done in {result['elapsed_s']:.0f} s; wrote {RESULTS}/latest.md, latest.json, latest.png")
+    return 0
+
+
+NOTES = """\
+Cases: **direct** is the bench upstream itself; **bare pass-through** is `bench/passthrough.py`
+(aiohttp server + client, no auth, no Redis, no JSON); **Tollgate** is `python -m gateway serve`
+with full metering (key auth, Lua admit with hold and limits, forward, usage parsing, Lua settle,
+request record, Prometheus metrics). Non-streaming requests are a 90-byte chat completion answered
+with ~600 bytes; the upstream adds no latency. Throughput and 1-connection latency come from
+`wrk -t1` (`bench/post.lua`); the fixed-rate row from an asyncio open-loop generator sending at
+{rate} req/s (half of Tollgate's 1-worker throughput), latency from send to last byte. Streams:
+TTFC is the time from sending to the first `data:` event (8 content chunks 1 ms apart, one
+stream at a time, aiohttp client); relay is `data:` events delivered per second with the
+upstream sending 2,000 (1 stream) or 500 (16 concurrent streams) chunks back to back. RSS is
+VmRSS of each serving process after its runs."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Redis goes away under load: fast 503s, /readyz red, then recovery by itself, books intact."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from gateway.app import create_app
+from gateway.redisclient import make_redis
+from gateway.tokens import TokenCounter
+from pricing import parse_pricing
+from tests.integration.conftest import ADMIN_SHA, PRICING, Gateway, make_settings
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.ledger import assert_ledger_identity
+from tests.support.redis_server import RedisServer
+
+
+class PersistentRedis(RedisServer):
+    """A Redis with AOF, so a restart keeps the books."""
+
+    def start(self) -> None:
+        import subprocess
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(200):
+            try:
+                import socket
+
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis did not start")
+
+
+async def test_redis_restart_under_load(
+    aiohttp_server: Any, upstream: FakeUpstream, tmp_path: Path, counter: TokenCounter
+) -> None:
+    server = PersistentRedis(tmp_path / "redis")
+    server.start()
+    client = make_redis(server.url)
+    try:
+        settings = make_settings(upstream.base_url, tmp_path)  # type: ignore[attr-defined]
+        app = create_app(settings, redis=client, admin_token_sha256=ADMIN_SHA,
+                         registry=CollectorRegistry(),
+                         pricing=parse_pricing(PRICING, source="t"), counter=counter)  # fmt: skip
+        web_server = await aiohttp_server(app)
+        async with aiohttp.ClientSession() as http:
+            gw = Gateway(url=f"http://127.0.0.1:{web_server.port}", http=http,
+                         registry=CollectorRegistry(), app=app)  # fmt: skip
+            account, key = await gw.account(topup="1.00")
+            headers = {"Authorization": f"Bearer {key}"}
+            body = {"model": "gpt-flat", "messages": [{"role": "user", "content": "hi"}]}
+
+            async def call() -> tuple[int, float]:
+                t0 = time.perf_counter()
+                async with http.post(gw.url + "/v1/chat/completions", json=body,
+                                     headers=headers) as r:  # fmt: skip
+                    await r.read()
+                    return r.status, time.perf_counter() - t0
+
+            assert (await call())[0] == 200
+            server.stop()
+            outage = [await call() for _ in range(20)]
+            outage += await asyncio.gather(*(call() for _ in range(20)))
+            assert {s for s, _ in outage} == {503}
+            slowest = max(t for _, t in outage[:20])
+            assert slowest < 0.1, f"a 503 took {slowest * 1000:.0f} ms"
+            async with http.get(gw.url + "/readyz") as r:
+                assert r.status == 503
+            async with http.get(gw.url + "/healthz") as r:
+                assert r.status == 200
+            requests_before = len(upstream.requests)
+
+            server.start()  # same port, same AOF
+            statuses = []
+            for _ in range(60):
+                statuses.append((await call())[0])
+                if statuses[-1] == 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert statuses[-1] == 200, statuses
+            ok = [await call() for _ in range(5)]
+            assert {s for s, _ in ok} == {200}
+            async with http.get(gw.url + "/readyz") as r:
+                assert r.status == 200
+            # Nothing went upstream while billing was down; the books add up exactly.
+            assert len(upstream.requests) == requests_before + 1 + 5
+            wallet = await gw.wallet(account)
+            assert wallet["balance"] == "0.986"  # 1.00 - 7 requests x 0.002
+            assert wallet["held"] == "0.00"
+            assert await assert_ledger_identity(client) == 1
+    finally:
+        await client.aclose()
+        server.stop()
