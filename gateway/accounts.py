@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway import errors
 from gateway.rediskeys import AccountKeys, accounts_index, api_key_by_hash, api_key_by_id
 
@@ -38,6 +40,7 @@ class ApiKey:
     rpm: int
     tpm: int
     created_at: str
+    models: tuple[str, ...] | None = None  # allow-list of model globs; None: any model
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -47,6 +50,7 @@ class ApiKey:
             "name": self.name,
             "rpm": self.rpm or None,
             "tpm": self.tpm or None,
+            "models": list(self.models) if self.models is not None else None,
             "created_at": self.created_at,
         }
 
@@ -96,6 +100,18 @@ def _account(account_id: str, f: Mapping[str, str]) -> Account:
     )
 
 
+def _models(stored: str | None) -> tuple[str, ...] | None:
+    if stored is None:
+        return None
+    try:
+        value = orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, list):
+        return ()  # unreadable: allow nothing rather than everything
+    return tuple(m for m in value if isinstance(m, str))
+
+
 class Directory:
     """Reads and writes accounts and API keys."""
 
@@ -134,7 +150,14 @@ class Directory:
         )
 
     async def create_key(
-        self, account_id: str, *, project: str, name: str, rpm: int, tpm: int
+        self,
+        account_id: str,
+        *,
+        project: str,
+        name: str,
+        rpm: int,
+        tpm: int,
+        models: tuple[str, ...] | None = None,
     ) -> tuple[ApiKey, str]:
         """Returns the key and its secret; the secret is not stored."""
         await self.get_account(account_id)
@@ -148,6 +171,7 @@ class Directory:
             rpm=rpm,
             tpm=tpm,
             created_at=_now_iso(),
+            models=models,
         )
         record = {
             "id": key.id,
@@ -158,6 +182,8 @@ class Directory:
             "tpm": str(tpm),
             "created_at": key.created_at,
         }
+        if models is not None:
+            record["models"] = orjson.dumps(list(models)).decode()
         await self._redis.hset(api_key_by_hash(digest), mapping=record)
         await self._redis.set(api_key_by_id(key.id), digest)
         await self._redis.sadd(AccountKeys(account_id).api_keys, key.id)
@@ -189,6 +215,7 @@ class Directory:
             rpm=int(f.get("rpm", "0")),
             tpm=int(f.get("tpm", "0")),
             created_at=f.get("created_at", ""),
+            models=_models(f.get("models")),
         )
 
     async def revoke_key(self, key_id: str) -> None:

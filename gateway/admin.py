@@ -13,7 +13,13 @@ from aiohttp import web
 from gateway import errors
 from gateway.accounts import HOLD_POLICIES, Directory
 from gateway.auth import Authenticator
-from gateway.httpjson import json_object, json_response, limit_field, string_field
+from gateway.httpjson import (
+    json_object,
+    json_response,
+    limit_field,
+    models_field,
+    string_field,
+)
 from gateway.wallet import Wallet
 from pricing import parse_usd
 
@@ -118,6 +124,7 @@ class Admin:
             name=string_field(body, "name", default="default"),
             rpm=limit_field(body, "rpm"),
             tpm=limit_field(body, "tpm"),
+            models=models_field(body, "models"),
         )
         return json_response({**key.to_json(), "key": secret}, status=201)
 

@@ -25,8 +25,10 @@ from gateway.breaker import Breaker
 from gateway.endpoints import default_endpoints
 from gateway.httpjson import json_response
 from gateway.metrics import Metrics, exposition
+from gateway.models import model_list
 from gateway.pricing_holder import PricingHolder
 from gateway.pricing_reload import PricingReloader
+from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider
 from gateway.providers.http import OpenAICompatibleProvider
 from gateway.providers.mock import MockProvider
@@ -105,8 +107,9 @@ def build_providers(
         provider: Provider
         if config.kind == "mock":
             provider = MockProvider(config.name, counter)
-        else:  # anthropic gets its own adapter with the Messages endpoint
-            provider = OpenAICompatibleProvider(
+        else:
+            http = AnthropicProvider if config.kind == "anthropic" else OpenAICompatibleProvider
+            provider = http(
                 config,
                 session,
                 connect_timeout=settings.connect_timeout,
@@ -139,7 +142,7 @@ def create_app(
     directory = Directory(redis)
     wallet = Wallet(redis)
     auth = Authenticator(directory)
-    endpoints = default_endpoints()
+    endpoints = default_endpoints(settings.aliases)
     admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256)
 
     app = web.Application(
@@ -196,6 +199,10 @@ def create_app(
         caller = await auth.authenticate(request.headers)
         return json_response((await wallet.view(caller.account.id)).to_json())
 
+    async def models(request: web.Request) -> web.Response:
+        caller = await auth.authenticate(request.headers)
+        return json_response(model_list(holder.table, settings.providers, caller.key.models))
+
     async def my_request(request: web.Request) -> web.Response:
         caller = await auth.authenticate(request.headers)
         rid = request.match_info["request_id"]
@@ -224,6 +231,7 @@ def create_app(
     app.add_routes(
         [
             *(web.post("/v1" + path, proxied) for path in endpoints),
+            web.get("/v1/models", models),
             web.get("/v1/wallet", my_wallet),
             web.get("/v1/requests/{request_id}", my_request),
             web.get("/healthz", healthz),
@@ -248,10 +256,15 @@ def request_json(request_id: str, r: dict[str, str]) -> dict[str, object]:
             "output_tokens",
             "cache_read_tokens",
             "cache_write_tokens",
+            "cache_write_1h_tokens",
             "reasoning_tokens",
         )
     }
     usage["total_tokens"] = sum(usage[k] for k in usage if k != "reasoning_tokens")
+    # Not tokens: generated images (of one size/quality variant) and audio milliseconds.
+    units: dict[str, object] = {"images": n("images"), "audio_ms": n("audio_ms")}
+    if r.get("image_variant"):
+        units["image_variant"] = r["image_variant"]
     status = r.get("status", "pending")
     if status == "pending" and n("deadline_ms") and time.time() * 1000 > n("deadline_ms"):
         status = "expired"  # its gateway died; the hold was (or will be) released, no charge
@@ -263,7 +276,7 @@ def request_json(request_id: str, r: dict[str, str]) -> dict[str, object]:
         "project": r.get("project"),
         "key_id": r.get("key_id"),
         "stream": r.get("stream") == "1",
-        "usage": usage,
+        "usage": {**usage, **units},
         "usage_source": r.get("usage_source"),
         "cost": format_usd(n("cost")),
         "held": format_usd(n("hold")),

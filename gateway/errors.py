@@ -10,6 +10,7 @@ always OpenAI-shaped: ``{"error": {"message", "type", "code", "param"}}``.
     ├── InvalidApiKey           401 invalid_api_key
     ├── AdminUnauthorized       401 invalid_admin_token
     ├── InsufficientBalance     403 insufficient_balance
+    ├── ModelNotAllowed         403 model_not_allowed     (the key's allow-list)
     ├── Conflict                409 conflict
     ├── RequestTooLarge         413 request_too_large
     ├── RateLimited             429 rate_limit_exceeded   (+ Retry-After)
@@ -82,6 +83,12 @@ class InsufficientBalance(GatewayError):
     status = 403
     type = "insufficient_quota"
     code = "insufficient_balance"
+
+
+class ModelNotAllowed(GatewayError):
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
 
 
 class Conflict(GatewayError):

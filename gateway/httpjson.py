@@ -56,3 +56,23 @@ def limit_field(body: dict[str, Any], name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value > 10**12:
         raise errors.InvalidRequest(f"'{name}' must be a positive integer or null.", param=name)
     return value
+
+
+MAX_ALLOWED_MODELS = 1000
+
+
+def models_field(body: dict[str, Any], name: str) -> tuple[str, ...] | None:
+    """A model allow-list: a list of model names or globs (``"claude-*"``), or null/absent."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_ALLOWED_MODELS
+        or not all(isinstance(m, str) and 0 < len(m) <= 200 and m.strip() == m for m in value)
+    ):
+        raise errors.InvalidRequest(
+            f"'{name}' must be a list of model names or globs (non-empty strings), or null.",
+            param=name,
+        )
+    return tuple(value)

@@ -29,6 +29,7 @@ from gateway.auth import Authenticator, Caller
 from gateway.endpoints import Endpoint, ParsedRequest
 from gateway.endpoints.base import StreamTracker
 from gateway.metrics import Metrics
+from gateway.models import check_allowed
 from gateway.pricing_holder import PricingHolder
 from gateway.providers.base import Provider, UpstreamRequest, UpstreamResponse
 from gateway.routing import Router
@@ -119,7 +120,7 @@ class Proxy:
         try:
             caller = await self._auth.authenticate(request.headers)
             body = await self._read_body(request)
-            call = self._prepare(endpoint, caller, body, request.content_type)
+            call = self._prepare(endpoint, caller, body, request.headers.get("Content-Type", ""))
             await self._admit(call)
         except errors.GatewayError as exc:
             self._metrics.rejections.labels(exc.code).inc()
@@ -150,6 +151,7 @@ class Proxy:
 
     def _prepare(self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str) -> Call:
         req = endpoint.parse(body, content_type)
+        check_allowed(req.model, caller.key.models)
         table = self._pricing.table
         price = table.lookup(req.model)
         if price is None or not endpoint.can_bill(price):
@@ -266,7 +268,7 @@ class Proxy:
             usage = call.endpoint.estimate(
                 call.req, call.endpoint.text_from_body(data), self._counter
             )
-            source = "estimated"
+            source = call.endpoint.estimate_source(call.req)
         status = "settled" if upstream.status < 400 else "failed"
         cost, balance = await self._settle(
             call, usage, status=status, source=source, http_status=upstream.status
@@ -379,7 +381,11 @@ class Proxy:
             "output_tokens": str(usage.output_tokens),
             "cache_read_tokens": str(usage.cache_read_tokens),
             "cache_write_tokens": str(usage.cache_write_tokens),
+            "cache_write_1h_tokens": str(usage.cache_write_1h_tokens),
             "reasoning_tokens": str(usage.reasoning_tokens),
+            "images": str(usage.images),
+            "image_variant": usage.image_variant,
+            "audio_ms": str(usage.audio_ms),
             "finished_ms": str(int(time.time() * 1000)),
         }
         attempt = functools.partial(

@@ -55,6 +55,7 @@ class Settings:
     pool_size: int = 1000
     pricing_poll_interval: float = 2.0
     log_format: str = "json"
+    aliases: Mapping[str, str] = field(default_factory=dict)  # model name clients use -> model
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -79,6 +80,7 @@ _TOP_LEVEL = {
     "pool_size",
     "pricing_poll_interval",
     "log_format",
+    "aliases",
 }
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
 
@@ -177,7 +179,38 @@ def parse_settings(
         default_max_output_tokens=int(
             number_field("default_max_output_tokens", 4096, integer=True)
         ),
+        aliases=_parse_aliases(data.get("aliases"), fail),
     )
+
+
+def _is_model_name(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 200
+        and value.isprintable()
+        and not any(c.isspace() for c in value)
+    )
+
+
+def _parse_aliases(value: object, fail: _Fail) -> dict[str, str]:
+    """``{alias: model}``: plain model names on both sides, no glob, no alias of an alias."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail("aliases", "must be a mapping of alias to model name, e.g. {fast: gpt-4o-mini}")
+    aliases: dict[str, str] = {}
+    for alias, model in value.items():
+        where = f"aliases.{alias}"
+        if not _is_model_name(alias) or any(c in str(alias) for c in "*?["):
+            raise fail(where, "an alias must be a model name without spaces or glob characters")
+        if not _is_model_name(model):
+            raise fail(where, "must be the name of a model (a string without spaces)")
+        if model == alias:
+            raise fail(where, "an alias cannot stand for itself")
+        if model in value:
+            raise fail(where, f"{model!r} is itself an alias; point at the model it stands for")
+        aliases[alias] = model
+    return aliases
 
 
 def _list(value: object, name: str, fail: _Fail) -> list[object]:

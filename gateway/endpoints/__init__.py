@@ -5,14 +5,29 @@ The proxy is endpoint-agnostic; each module here describes one API shape.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from gateway.endpoints.anthropic import Messages
+from gateway.endpoints.audio import Transcriptions
 from gateway.endpoints.base import Endpoint, ParsedRequest
+from gateway.endpoints.images import ImageGenerations
 from gateway.endpoints.openai import ChatCompletions, Completions, Embeddings
+from gateway.endpoints.responses import Responses
 
 
-def default_endpoints() -> dict[str, Endpoint]:
-    """Client path below /v1 -> endpoint."""
-    endpoints: list[Endpoint] = [ChatCompletions(), Completions(), Embeddings()]
-    return {e.path: e for e in endpoints}
+def default_endpoints(aliases: Mapping[str, str] | None = None) -> dict[str, Endpoint]:
+    """Client path below /v1 -> endpoint; ``aliases`` maps a model name clients may use to
+    the model it stands for."""
+    kinds: list[type[Endpoint]] = [
+        ChatCompletions,
+        Completions,
+        Embeddings,
+        Responses,
+        Messages,
+        ImageGenerations,
+        Transcriptions,
+    ]
+    return {kind.path: kind(aliases) for kind in kinds}
 
 
 __all__ = ["Endpoint", "ParsedRequest", "default_endpoints"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -60,14 +61,37 @@ def positive_int(value: object) -> int | None:
 
 
 class Endpoint:
-    """Defaults fit a JSON API billed on tokens; subclasses override what differs."""
+    """Defaults fit a JSON API billed on tokens; subclasses override what differs.
+
+    ``aliases`` (from the gateway config) rename a requested model before anything else looks
+    at it: the price, the route, the allow-list and the upstream all see the real model.
+    """
 
     path = ""
     max_tokens_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens")
     streams = True
 
+    def __init__(self, aliases: Mapping[str, str] | None = None) -> None:
+        self.aliases: Mapping[str, str] = dict(aliases or {})
+
     def parse(self, body: bytes, content_type: str) -> ParsedRequest:
-        payload = parse_json_object(body)
+        """Read the request (``content_type`` is the whole header, parameters included) and
+        resolve a model alias."""
+        req = self.read(body, content_type)
+        target = self.aliases.get(req.model)
+        return self.with_model(req, target) if target and target != req.model else req
+
+    def with_model(self, req: ParsedRequest, model: str) -> ParsedRequest:
+        """``req`` asking for ``model`` instead: the body sent upstream names it too."""
+        payload = {**req.payload, "model": model}
+        return replace(req, model=model, payload=payload, body=orjson.dumps(payload))
+
+    def read(self, body: bytes, content_type: str) -> ParsedRequest:
+        """Parse a JSON request body; raises ``InvalidRequest`` on anything malformed."""
+        return self.from_payload(parse_json_object(body), body)
+
+    def from_payload(self, payload: dict[str, Any], body: bytes) -> ParsedRequest:
+        """Check the fields every endpoint reads (``model``, ``stream``, ``n``)."""
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             raise errors.InvalidRequest(
@@ -122,6 +146,10 @@ class Endpoint:
             input_tokens=counter.estimate_prompt(req.payload, req.model, safety=False),
             output_tokens=counter.count(text, req.model),
         )
+
+    def estimate_source(self, req: ParsedRequest) -> str:
+        """The ``usage_source`` recorded when ``estimate`` stood in for the upstream's usage."""
+        return "estimated"
 
     def new_tracker(self) -> StreamTracker:
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""Providers reached over HTTP: any OpenAI-compatible base URL (and, later, Anthropic's)."""
+"""Providers reached over HTTP: any OpenAI-compatible base URL (Anthropic's: ``anthropic.py``)."""
 
 from __future__ import annotations
 
@@ -72,8 +72,12 @@ class OpenAICompatibleProvider:
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
+    def upstream_headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers sent upstream: the client's (already filtered) plus our credentials."""
+        return {**client_headers, **self.auth_headers(), "Accept-Encoding": "identity"}
+
     async def send(self, request: UpstreamRequest) -> HttpResponse:
-        headers = {**request.headers, **self.auth_headers(), "Accept-Encoding": "identity"}
+        headers = self.upstream_headers(request.headers)
         try:
             async with asyncio.timeout(self._first_byte):
                 response = await self._session.post(

@@ -1,12 +1,14 @@
-"""The built-in mock provider: answers like OpenAI, from the request alone, with no network.
+"""The built-in mock provider: answers like OpenAI and Anthropic, from the request alone.
 
-Behaviour follows the model name (as TensorZero's dummy provider does):
-  ``*error*``  answers 500 with an OpenAI error body;
+It serves every endpoint the gateway meters: chat completions, completions and embeddings
+(here), the Responses API (``mock_responses``), Anthropic's Messages (``mock_anthropic``), image
+generation and audio transcription (``mock_media``). Behaviour follows the model name (as
+TensorZero's dummy provider does):
+  ``*error*``  answers 500 with an error body;
   ``*slow*``   waits 50 ms between streamed chunks.
 Anything else answers normally: the reply echoes the last user message, usage is counted with
-tiktoken, ``max_tokens`` truncates (finish_reason "length"), streams send one chunk per word.
-The answer builders are pure so that the test suite's fake upstream serves the very same bytes
-over real HTTP.
+tiktoken, the output limit truncates, streams send one chunk per word. The answer builders are
+pure so that the test suite's fake upstream serves the very same bytes over real HTTP.
 """
 
 from __future__ import annotations
@@ -18,30 +20,25 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from gateway.providers.base import UpstreamRequest
+from gateway.providers.mock_anthropic import messages_answer
+from gateway.providers.mock_common import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    MockAnswer,
+    error_answer,
+    last_user_text,
+    reply_pieces,
+)
+from gateway.providers.mock_media import images_answer, transcription_answer
+from gateway.providers.mock_responses import responses_answer
 from gateway.tokens import PER_MESSAGE, PER_REPLY, TokenCounter
 
-JSON_HEADERS = {"Content-Type": "application/json"}
-SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
-
-
-@dataclass(slots=True)
-class MockAnswer:
-    status: int
-    headers: dict[str, str]
-    chunks: list[bytes] = field(default_factory=list)  # one element unless streaming
-
-
-def error_answer(status: int, message: str, code: str) -> MockAnswer:
-    body = {
-        "error": {"message": message, "type": "invalid_request_error", "code": code, "param": None}
-    }
-    return MockAnswer(status, dict(JSON_HEADERS), [orjson.dumps(body)])
+__all__ = ["MockAnswer", "MockProvider", "answer", "error_answer"]
 
 
 def answer(
@@ -49,10 +46,16 @@ def answer(
     body: bytes,
     counter: TokenCounter,
     *,
+    content_type: str = "application/json",
     now: int | None = None,
     usage_override: Mapping[str, Any] | None = None,
 ) -> MockAnswer:
     """The whole answer to one request, as bytes."""
+    created = int(time.time()) if now is None else now
+    if path == "/audio/transcriptions":
+        return transcription_answer(body, content_type, usage_override)
+    if path == "/messages":
+        return messages_answer(body, counter, usage_override)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -64,28 +67,17 @@ def answer(
     model = payload["model"]
     if "error" in model:
         return error_answer(500, "The mock model failed, as its name asked.", "server_error")
-    created = int(time.time()) if now is None else now
     if path == "/chat/completions":
         return _text_answer(payload, counter, created, usage_override, chat=True)
     if path == "/completions":
         return _text_answer(payload, counter, created, usage_override, chat=False)
     if path == "/embeddings":
         return _embeddings(payload, counter, usage_override)
+    if path == "/responses":
+        return responses_answer(payload, counter, created, usage_override)
+    if path == "/images/generations":
+        return images_answer(payload, created)
     return error_answer(404, f"Unknown path {path} for the mock provider.", "unknown_url")
-
-
-def _last_user_text(payload: dict[str, Any]) -> str:
-    messages = payload.get("messages")
-    if isinstance(messages, list):
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                content = message.get("content")
-                if isinstance(content, str):
-                    return content
-                if isinstance(content, list):
-                    return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    prompt = payload.get("prompt")
-    return prompt if isinstance(prompt, str) else ""
 
 
 def _prompt_tokens(payload: dict[str, Any], counter: TokenCounter, model: str) -> int:
@@ -110,20 +102,13 @@ def _prompt_tokens(payload: dict[str, Any], counter: TokenCounter, model: str) -
 def _reply_words(
     payload: dict[str, Any], counter: TokenCounter, model: str
 ) -> tuple[list[str], str]:
-    echo = " ".join(_last_user_text(payload).split()[:64])
-    words = f"This is {model}, a mock model. You said: {echo}".split(" ")
-    pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+    echo = last_user_text(payload.get("messages"))
+    prompt = payload.get("prompt")
+    if not echo and isinstance(prompt, str):
+        echo = prompt
     limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
-    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-        kept: list[str] = []
-        used = 0
-        for piece in pieces:
-            n = counter.count(piece, model)
-            if used + n > limit:
-                return kept, "length"
-            kept.append(piece)
-            used += n
-    return pieces, "stop"
+    pieces, cut = reply_pieces(echo, model, limit, counter)
+    return pieces, "length" if cut else "stop"
 
 
 def _usage(
@@ -304,6 +289,9 @@ class MockProvider:
         self._counter = counter
 
     async def send(self, request: UpstreamRequest) -> MockResponse:
-        result = answer(request.path, request.body, self._counter)
+        content_type = next(
+            (v for k, v in request.headers.items() if k.lower() == "content-type"), ""
+        )
+        result = answer(request.path, request.body, self._counter, content_type=content_type)
         delay = 0.05 if b"slow" in request.body[:4096] and len(result.chunks) > 1 else 0.0
         return MockResponse(result, delay)

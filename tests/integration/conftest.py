@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 from prometheus_client import CollectorRegistry
@@ -25,9 +26,17 @@ version: test-1
 models:
   gpt-4o-mini: {input: 0.15, output: 0.60, cache_read: 0.075, max_output_tokens: 1000}
   gpt-flat: {per_request: 0.002, max_output_tokens: 100}
+  gpt-legacy-*: {input: 1.00, output: 2.00}
   text-embedding-3-small: {input: 0.02}
   mock-gpt: {input: 0.15, output: 0.60, cache_read: 0.075, max_output_tokens: 1000}
-  dall-e-3: {per_image: {"1024x1024": 0.04}}
+  mock-claude: {input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75}
+  mock-image: {per_image: {"1024x1024": 0.04}}
+  mock-whisper: {per_audio_minute: 0.006}
+  dall-e-3: {per_image: {"1024x1024": 0.04, "1024x1024/hd": 0.08, "1792x1024/hd": 0.12}}
+  whisper-1: {per_audio_minute: 0.006}
+  claude-sonnet-4-6: {input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75,
+                      cache_write_1h: 6.00, max_output_tokens: 64000}
+  unrouted-model: {input: 1.00, output: 1.00}
 """
 
 
@@ -58,8 +67,15 @@ def make_settings(upstream_url: str, tmp_path: Path, **overrides: Any) -> Settin
                 name="openai",
                 kind="openai",
                 base_url=upstream_url,
-                models=("gpt-*", "text-embedding-*", "dall-e-*"),
+                models=("gpt-*", "text-embedding-*", "dall-e-*", "whisper-*"),
                 api_key="sk-upstream-secret",
+            ),
+            ProviderConfig(
+                name="anthropic",
+                kind="anthropic",
+                base_url=upstream_url,
+                models=("claude-*",),
+                api_key="sk-ant-upstream-secret",
             ),
         ),
         admin_token=ADMIN_TOKEN,
@@ -91,6 +107,7 @@ class Gateway:
         topup: str | None = "10.00",
         rpm: int | None = None,
         tpm: int | None = None,
+        models: list[str] | None = None,
         **fields: Any,
     ) -> tuple[str, str]:
         """A new account with one key (and a top-up): returns (account id, key secret)."""
@@ -101,7 +118,7 @@ class Gateway:
         status, key = await self.admin(
             "POST",
             f"/admin/accounts/{acct['id']}/keys",
-            {"project": "default", "name": "ci", "rpm": rpm, "tpm": tpm},
+            {"project": "default", "name": "ci", "rpm": rpm, "tpm": tpm, "models": models},
         )
         assert status == 201, key
         if topup is not None:
@@ -122,6 +139,20 @@ class Gateway:
         client = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
         self.clients.append(client)
         return client
+
+    def anthropic(self, key: str) -> anthropic.AsyncAnthropic:
+        # The anthropic SDK appends /v1/messages itself.
+        client = anthropic.AsyncAnthropic(base_url=self.url, api_key=key, max_retries=0)
+        self.clients.append(client)
+        return client
+
+    async def record(self, key: str, request_id: str) -> dict[str, Any]:
+        """The caller's metered record of one request."""
+        async with self.http.get(
+            f"{self.url}/v1/requests/{request_id}", headers={"Authorization": f"Bearer {key}"}
+        ) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         for client in self.clients:

@@ -72,8 +72,11 @@ async def test_cached_tokens_are_billed_at_cache_read(
         "output_tokens": 300,
         "cache_read_tokens": 1920,
         "cache_write_tokens": 0,
+        "cache_write_1h_tokens": 0,
         "reasoning_tokens": 192,
         "total_tokens": 2306,
+        "images": 0,
+        "audio_ms": 0,
     }
     assert body["cost"] == "0.0003369" and body["status"] == "settled"
     assert body["usage_source"] == "upstream"

@@ -1,7 +1,12 @@
-"""A real HTTP upstream on port 0 that answers like OpenAI (the mock provider's bytes).
+"""A real HTTP upstream on port 0 that answers like OpenAI and Anthropic (the mock's bytes).
 
 Knobs for tests: ``usage_override`` replaces usage fields, ``chunk_delay`` spaces stream chunks,
 ``gate`` holds a stream after its first chunk until set, ``drop_after`` cuts the connection
+after N chunks, ``omit_usage`` strips usage, ``status`` forces an error answer,
+``images_returned`` keeps only that many generated images.
+
+``requests`` holds each request's JSON body, or for a multipart form its fields (a file field
+as its file name); ``bodies`` the exact bytes received.
 after N chunks, ``omit_usage`` strips usage, ``status`` forces an error answer, ``delay``
 waits before answering.
 """
@@ -14,14 +19,23 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.multipart import boundary_of, parse_form
 from gateway.providers.mock import answer
 from gateway.tokens import TokenCounter
+
+
+def form_fields(body: bytes, content_type: str) -> dict[str, Any]:
+    parts = parse_form(body, boundary_of(content_type))
+    return {
+        p.name: p.filename if p.filename is not None else p.value(body).decode() for p in parts
+    }
 
 
 class FakeUpstream:
     def __init__(self, counter: TokenCounter) -> None:
         self.counter = counter
         self.requests: list[dict[str, Any]] = []
+        self.bodies: list[bytes] = []
         self.headers: list[dict[str, str]] = []
         self.usage_override: dict[str, Any] | None = None
         self.chunk_delay = 0.0
@@ -30,13 +44,19 @@ class FakeUpstream:
         self.drop_after: int | None = None
         self.omit_usage = False
         self.status: int | None = None
+        self.images_returned: int | None = None
         self.delay = 0.0
         self.app = web.Application()
         self.app.router.add_post("/v1/{tail:.*}", self.handle)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(orjson.loads(body))
+        content_type = request.headers.get("Content-Type", "")
+        self.bodies.append(body)
+        if content_type.startswith("multipart/form-data"):
+            self.requests.append(form_fields(body, content_type))
+        else:
+            self.requests.append(orjson.loads(body))
         self.headers.append(dict(request.headers))
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -54,9 +74,17 @@ class FakeUpstream:
                 headers={"x-request-id": "up-123"},
             )
         result = answer(
-            "/" + request.match_info["tail"], body, self.counter, usage_override=self.usage_override
+            "/" + request.match_info["tail"],
+            body,
+            self.counter,
+            content_type=content_type,
+            usage_override=self.usage_override,
         )
         chunks = result.chunks
+        if self.images_returned is not None:
+            doc = orjson.loads(chunks[0])
+            doc["data"] = doc["data"][: self.images_returned]
+            chunks = [orjson.dumps(doc)]
         if self.omit_usage:
             chunks = [_without_usage(c) for c in chunks]
             chunks = [c for c in chunks if c]

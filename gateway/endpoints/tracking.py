@@ -1,0 +1,84 @@
+"""What every stream tracker keeps: the generated text, the usage, and marks to rewind to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.sse import SSEEvent
+from pricing import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerMark:
+    text_length: int
+    usage: Usage | None
+    state: Any  # the subclass's own copy of whatever it accumulates
+
+
+class TextTracker:
+    """Base of the Anthropic and Responses trackers; subclasses implement ``feed``."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        # Joined only when read: a long stream adds thousands of small pieces.
+        self._text: list[str] = []
+        self._text_length = 0
+
+    @property
+    def text(self) -> str:
+        if len(self._text) > 1:
+            self._text[:] = ["".join(self._text)]
+        return self._text[0] if self._text else ""
+
+    def append(self, value: object) -> None:
+        if isinstance(value, str) and value:
+            self._text.append(value)
+            self._text_length += len(value)
+
+    def mark(self) -> TrackerMark:
+        """Remember what has been recorded so far, to ``truncate`` back to it."""
+        return TrackerMark(self._text_length, self.usage, self.snapshot())
+
+    def truncate(self, mark: TrackerMark) -> None:
+        """Forget what was recorded since ``mark`` (e.g. events the client never received)."""
+        if self._text_length > mark.text_length:
+            kept = self.text[: mark.text_length]
+            self._text[:] = [kept] if kept else []
+            self._text_length = mark.text_length
+        self.usage = mark.usage
+        self.restore(mark.state)
+
+    def snapshot(self) -> Any:
+        return None
+
+    def restore(self, state: Any) -> None:
+        pass
+
+
+def event_json(event: SSEEvent) -> dict[str, Any] | None:
+    """The event's data as a JSON object, or None (no data, not JSON, not an object)."""
+    data = event.data
+    if data is None or "{" not in data:
+        return None
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def body_json(data: bytes) -> dict[str, Any] | None:
+    """A whole response body as a JSON object, or None."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def count(value: object) -> int:
+    """A token count from upstream JSON: a non-negative int, else 0 (``true`` is not a count)."""
+    return value if type(value) is int and value >= 0 else 0
