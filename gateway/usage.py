@@ -7,18 +7,17 @@ is not a non-negative int (including ``true``, ``1.5`` and ``"12"``) reads as 0.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from gateway.sse import SSEEvent
+from gateway.tracking import TextTracker
 from pricing.usage import Usage
 
 __all__ = [
     "EventKind",
     "OpenAIStreamTracker",
-    "StreamMark",
     "usage_from_openai",
     "usage_from_openai_body",
 ]
@@ -71,16 +70,7 @@ class EventKind(enum.Enum):
     OTHER = "other"  # comments, events without data, errors, anything not a chunk
 
 
-@dataclass(frozen=True, slots=True)
-class StreamMark:
-    """What an ``OpenAIStreamTracker`` had recorded at one point; see ``truncate``."""
-
-    text_length: int
-    chunks: int
-    usage: Usage | None
-
-
-class OpenAIStreamTracker:
+class OpenAIStreamTracker(TextTracker):
     """Follows a chat.completions or completions stream: usage, model and generated text.
 
     ``usage`` is the last non-null ``usage`` seen (None if the stream had none), ``model`` the
@@ -90,35 +80,16 @@ class OpenAIStreamTracker:
     ``delta`` (chat) or ``text`` (completions), including the role and finish chunks.
     """
 
-    __slots__ = ("_text", "_text_length", "chunks", "model", "usage")
-
     def __init__(self) -> None:
-        self.usage: Usage | None = None
+        super().__init__()
         self.model: str | None = None
         self.chunks = 0
-        # Joined only when read: a long stream adds thousands of small pieces.
-        self._text: list[str] = []
-        self._text_length = 0
 
-    @property
-    def text(self) -> str:
-        if len(self._text) > 1:
-            self._text[:] = ["".join(self._text)]
-        return self._text[0] if self._text else ""
+    def snapshot(self) -> Any:
+        return self.chunks
 
-    def mark(self) -> StreamMark:
-        """Remember what has been recorded so far, to ``truncate`` back to it."""
-        return StreamMark(self._text_length, self.chunks, self.usage)
-
-    def truncate(self, mark: StreamMark) -> None:
-        """Forget the text, chunks and usage recorded since ``mark`` (e.g. events the client
-        never received); ``model`` is kept."""
-        if self._text_length > mark.text_length:
-            kept = self.text[: mark.text_length]
-            self._text[:] = [kept] if kept else []
-            self._text_length = mark.text_length
-        self.chunks = mark.chunks
-        self.usage = mark.usage
+    def restore(self, state: Any) -> None:
+        self.chunks = state
 
     def feed(self, event: SSEEvent) -> EventKind:
         """Classify ``event`` and record what it carries."""

@@ -16,9 +16,9 @@ from typing import Any
 
 from gateway import errors
 from gateway.endpoints.base import Endpoint, ParsedRequest, StreamTracker, positive_int
-from gateway.endpoints.tracking import TextTracker, body_json, count, event_json
 from gateway.sse import SSEEvent
 from gateway.tokens import TokenCounter
+from gateway.tracking import TextTracker, body_json, count, event_json
 from gateway.usage import EventKind
 from pricing import ModelPrice, Usage
 

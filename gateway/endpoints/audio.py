@@ -16,9 +16,9 @@ from __future__ import annotations
 from gateway import errors
 from gateway.audiofile import bound_ms, seconds_to_ms, wav_duration_ms
 from gateway.endpoints.base import Endpoint, ParsedRequest
-from gateway.endpoints.tracking import body_json
 from gateway.multipart import FormError, FormPart, boundary_of, parse_form, replace_part
 from gateway.tokens import TokenCounter
+from gateway.tracking import body_json
 from pricing import ModelPrice, Usage
 
 SINGLE_FIELDS = ("model", "file", "stream", "response_format")

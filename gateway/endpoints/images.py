@@ -13,8 +13,8 @@ import orjson
 
 from gateway import errors
 from gateway.endpoints.base import Endpoint, ParsedRequest, parse_json_object
-from gateway.endpoints.tracking import body_json
 from gateway.tokens import TokenCounter
+from gateway.tracking import body_json
 from pricing import ModelPrice, PriceNotFound, Usage
 
 DEFAULT_MODEL = "dall-e-2"  # what OpenAI uses when the request names none

@@ -13,8 +13,8 @@ from typing import Any
 
 from gateway import errors
 from gateway.endpoints.base import Endpoint, ParsedRequest, StreamTracker
-from gateway.endpoints.tracking import TextTracker, body_json, count, event_json
 from gateway.sse import SSEEvent
+from gateway.tracking import TextTracker, body_json, count, event_json
 from gateway.usage import EventKind
 from pricing import Usage
 

@@ -20,35 +20,10 @@ from tests.support.ledger import assert_ledger_identity
 from tests.support.redis_server import RedisServer
 
 
-class PersistentRedis(RedisServer):
-    """A Redis with AOF, so a restart keeps the books."""
-
-    def start(self) -> None:
-        import subprocess
-
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for _ in range(200):
-            try:
-                import socket
-
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis did not start")
-
-
 async def test_redis_restart_under_load(
     aiohttp_server: Any, upstream: FakeUpstream, tmp_path: Path, counter: TokenCounter
 ) -> None:
-    server = PersistentRedis(tmp_path / "redis")
+    server = RedisServer(tmp_path / "redis", aof=True)
     server.start()
     client = make_redis(server.url)
     try:

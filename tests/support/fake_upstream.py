@@ -26,9 +26,7 @@ from gateway.tokens import TokenCounter
 
 def form_fields(body: bytes, content_type: str) -> dict[str, Any]:
     parts = parse_form(body, boundary_of(content_type))
-    return {
-        p.name: p.filename if p.filename is not None else p.value(body).decode() for p in parts
-    }
+    return {p.name: p.filename if p.filename is not None else p.value(body).decode() for p in parts}
 
 
 class FakeUpstream:

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.redis_server import free_port, pick_binary
+from tests.support.redis_server import free_port, pick_binary, wait_for_ping
 
 
 class RedisClusterServers:
@@ -41,7 +41,7 @@ class RedisClusterServers:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))  # fmt: skip
         for port in self.ports:
-            _wait_for_ping(port)
+            wait_for_ping(port)
         nodes = [f"127.0.0.1:{p}" for p in self.ports]
         subprocess.run([self.cli, "--cluster", "create", *nodes, "--cluster-replicas", "0",
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)  # fmt: skip
@@ -74,18 +74,6 @@ def cluster_port() -> int:
                 continue
         return port
     raise RuntimeError("no free port pair for a cluster node")
-
-
-def _wait_for_ping(port: int) -> None:
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"redis on port {port} did not start")
 
 
 def cluster_available() -> bool:
