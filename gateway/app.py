@@ -14,8 +14,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from gateway import errors
 from gateway.accounts import Directory
@@ -33,7 +32,7 @@ from gateway.providers.base import Provider
 from gateway.providers.http import OpenAICompatibleProvider
 from gateway.providers.mock import MockProvider
 from gateway.proxy import Proxy
-from gateway.reaper import reap_forever
+from gateway.reaper import reap_forever, renew_forever
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.tokens import TokenCounter
@@ -66,7 +65,9 @@ def error_middleware(breaker: Breaker) -> Any:
             return await handler(request)
         except errors.GatewayError as exc:
             return _render(exc)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (RedisError, OSError) as exc:
+            # Unreachable, timed out, out of memory, read-only after a failover: all fail
+            # closed with a 503, never a 500 and never free traffic.
             if isinstance(exc, ConnectionResetError):  # the client went away: nobody to answer
                 raise
             breaker.trip()
@@ -176,6 +177,7 @@ def create_app(
                 reap_forever(redis, wallet, interval=min(max(settings.hold_ttl / 4, 0.5), 30.0))
             ),
             asyncio.create_task(reloader.watch(settings.pricing_poll_interval)),
+            asyncio.create_task(renew_forever(app[PROXY], interval=settings.hold_ttl / 3)),
         ]
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # SIGHUP reloads prices at once (only where this loop owns signals).

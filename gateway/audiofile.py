@@ -13,7 +13,8 @@ import math
 import wave
 from decimal import Decimal, InvalidOperation
 
-FLOOR_BYTES_PER_SECOND = 2_000  # 16 kbit/s
+FLOOR_BYTES_PER_SECOND = 2_000  # 16 kbit/s: what a duration-less answer is billed at
+HOLD_BYTES_PER_SECOND = 500  # 4 kbit/s, below AMR-NB and Opus's floor: what is held
 MAX_MS = 7 * 24 * 3600 * 1000  # a reported duration above a week is nonsense, not a bill
 
 
@@ -35,9 +36,9 @@ def wav_duration_ms(data: bytes) -> int | None:
     return -(-frames * 1000 // rate)
 
 
-def bound_ms(size: int) -> int:
+def bound_ms(size: int, bytes_per_second: int = FLOOR_BYTES_PER_SECOND) -> int:
     """An upper bound of the duration of ``size`` bytes of compressed audio."""
-    return -(-size * 1000 // FLOOR_BYTES_PER_SECOND)
+    return -(-size * 1000 // bytes_per_second)
 
 
 def seconds_to_ms(value: object) -> int | None:

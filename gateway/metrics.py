@@ -46,6 +46,9 @@ class Metrics:
                                   ["provider"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.redis = Histogram("tollgate_redis_seconds", "Latency of the wallet's Redis scripts.",
                                ["op"], buckets=REDIS_BUCKETS, registry=r)  # fmt: skip
+        self.shortfall = Counter("tollgate_strict_shortfall_usd",
+                                 "USD a strict wallet could not pay (its charge was cut).",
+                                 registry=r)  # fmt: skip
         self.in_flight = Gauge("tollgate_in_flight_requests", "Requests being served.",
                                multiprocess_mode="livesum", registry=r)  # fmt: skip
         self.holds = Gauge("tollgate_holds_outstanding_usd",

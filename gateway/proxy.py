@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway import errors, ratelimit
 from gateway.auth import Authenticator, Caller
@@ -36,8 +36,9 @@ from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.sse import SSEDecoder, comment
 from gateway.tokens import TokenCounter
+from gateway.tracking import partial_usage
 from gateway.usage import EventKind
-from gateway.wallet import Admission, Limits, Refusal, Wallet
+from gateway.wallet import MAX_UNITS, Admission, Limits, Refusal, Wallet
 from pricing import ModelPrice, Usage, compute_cost, format_usd
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ DROP_REQUEST = frozenset({
 DROP_RESPONSE = frozenset({
     "connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
     "set-cookie", "x-request-id", "date", "server",
+    # who our provider account is: not the caller's business
+    "openai-organization", "openai-project", "anthropic-organization-id",
 })  # fmt: skip
 
 
@@ -101,6 +104,19 @@ class Proxy:
         self._endpoints = endpoints
         self._settling: set[asyncio.Future[Any]] = set()
         self._request_log = logging.getLogger("tollgate.request")
+        self._leases: dict[str, str] = {}  # request id -> account id, while a hold is placed
+
+    async def renew_leases(self) -> int:
+        """Push the hold deadlines of this process's requests in flight: a hold expires only
+        when its process is gone, however long its request runs."""
+        by_account: dict[str, list[str]] = {}
+        for request_id, account_id in list(self._leases.items()):
+            by_account.setdefault(account_id, []).append(request_id)
+        ttl_ms = int(self._settings.hold_ttl * 1000)
+        renewed = await asyncio.gather(
+            *(self._wallet.renew(a, ids, ttl_ms) for a, ids in by_account.items())
+        )
+        return sum(renewed)
 
     async def drain(self, seconds: float = 30.0) -> None:
         """Wait for settles still running (called on shutdown), at most ``seconds``."""
@@ -211,6 +227,8 @@ class Proxy:
             raise self._refusal(call, result, hold, est_tokens)
         call.admission = result
         self._metrics.holds.inc(result.hold / 1e9)  # a gauge for operators, not money
+        if result.hold:
+            self._leases[call.request_id] = call.caller.account.id
 
     def _refusal(
         self, call: Call, refusal: Refusal, hold: int, est_tokens: int
@@ -358,7 +376,8 @@ class Proxy:
     async def _settle_stream(self, call: Call, tracker: StreamTracker, source: str) -> int:
         usage = tracker.usage if source == "upstream" else None
         if usage is None:
-            usage = call.endpoint.estimate(call.req, tracker.text, self._counter)
+            estimate = call.endpoint.estimate(call.req, tracker.text, self._counter)
+            usage = partial_usage(tracker.usage, estimate)
         cost, _ = await self._settle(call, usage, status="settled", source=source,
                                      http_status=200)  # fmt: skip
         return cost
@@ -371,7 +390,11 @@ class Proxy:
         """Charge and release; returns (cost, balance after, or None if Redis failed and the
         charge is being retried in the background). Survives cancellation."""
         call.settled = True
+        self._leases.pop(call.request_id, None)
         cost = compute_cost(usage, call.price) if usage is not None else 0
+        if cost > MAX_UNITS:  # only an absurd usage report gets here
+            log.error("cost of %s capped at the wallet maximum (was %d)", call.request_id, cost)
+            cost = MAX_UNITS
         usage = usage or Usage()
         record = {
             "status": status,
@@ -398,11 +421,16 @@ class Proxy:
             limits=call.limits,
             record_ttl=self._settings.record_ttl,
             record=record,
+            policy=call.caller.account.hold_policy,
         )
         task = self._track(asyncio.ensure_future(attempt()))
         t0 = time.perf_counter()
         try:
             settlement = await asyncio.shield(task)
+        except ResponseError as exc:  # a script refused: retrying cannot help
+            log.error("settle of %s refused by Redis, request unbilled: %s", call.request_id,
+                      exc)  # fmt: skip
+            return cost, None
         except (RedisError, OSError) as exc:
             # The client has (or is about to have) its answer: never let it go free. The
             # settle is idempotent on the request id, so retry it until Redis is back.
@@ -418,6 +446,11 @@ class Proxy:
         if settlement is None:
             log.error("settle of %s found no admitted request; nothing charged", call.request_id)
             return 0, None
+        if settlement.shortfall and not settlement.replayed:
+            self._metrics.shortfall.inc(settlement.shortfall / 1e9)
+            log.warning("strict wallet %s could not pay all of %s: charged %s, short %s",
+                        call.caller.account.id, call.request_id, format_usd(settlement.cost),
+                        format_usd(settlement.shortfall))  # fmt: skip
         self._observe(call, usage, settlement.cost, http_status, source)
         return settlement.cost, settlement.balance
 
@@ -433,6 +466,9 @@ class Proxy:
             await asyncio.sleep(delay)
             try:
                 await attempt()
+            except ResponseError as exc:
+                log.error("settle of %s refused by Redis, request unbilled: %s", request_id, exc)
+                return
             except (RedisError, OSError) as exc:
                 delay = min(delay * 2, 5.0)
                 log.warning("settle of %s still failing: %s", request_id, exc)

@@ -1,4 +1,5 @@
-"""Releases holds left behind by gateway processes that died mid-request.
+"""Releases holds left behind by gateway processes that died mid-request, and keeps the
+holds of live requests from expiring.
 
 Every admission already sweeps its own account, and so does every wallet read; this task covers
 accounts that see no traffic. The sweep script is atomic per account, so when several processes
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.rediskeys import accounts_index
 from gateway.wallet import Wallet
@@ -40,3 +41,19 @@ async def reap_forever(redis: Any, wallet: Wallet, interval: float) -> None:
             continue
         if released:
             log.warning("released %d expired hold(s) of requests whose gateway stopped", released)
+
+
+class Renews(Protocol):
+    async def renew_leases(self) -> int: ...
+
+
+async def renew_forever(proxy: Renews, interval: float) -> None:
+    """Keep the holds of this process's live requests from expiring."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await proxy.renew_leases()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis away: the next round tries again
+            log.warning("could not renew holds of requests in flight: %s", exc)

@@ -44,7 +44,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
-    hold_ttl: float = 900.0
+    hold_ttl: float = 300.0
     record_ttl: int = 30 * 86400
     default_max_output_tokens: int = 4096
     shutdown_timeout: float = 30.0
@@ -166,7 +166,7 @@ def parse_settings(
         max_body_bytes=int(number_field("max_body_bytes", 8 * 1024 * 1024, integer=True)),
         connect_timeout=float(number_field("connect_timeout", 10.0)),
         read_timeout=float(number_field("read_timeout", 600.0)),
-        hold_ttl=float(number_field("hold_ttl", 900.0)),
+        hold_ttl=float(number_field("hold_ttl", 300.0)),
         record_ttl=int(number_field("record_ttl", 30 * 86400, integer=True)),
         shutdown_timeout=float(number_field("shutdown_timeout", 30.0)),
         redis_cluster=bool_field("redis_cluster", False),

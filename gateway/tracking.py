@@ -82,3 +82,22 @@ def body_json(data: bytes) -> dict[str, Any] | None:
 def count(value: object) -> int:
     """A token count from upstream JSON: a non-negative int, else 0 (``true`` is not a count)."""
     return value if type(value) is int and value >= 0 else 0
+
+
+def partial_usage(reported: Usage | None, estimate: Usage) -> Usage:
+    """Usage of a stream that did not finish: what the upstream had already reported, where it
+    reported it (Anthropic's ``message_start`` carries the exact prompt counts), else the
+    estimate; output is the larger of the reported count and the text actually relayed."""
+    if reported is None:
+        return estimate
+    prompt = reported if reported.prompt_tokens > 0 else estimate
+    return Usage(
+        input_tokens=prompt.input_tokens,
+        cache_read_tokens=prompt.cache_read_tokens,
+        cache_write_tokens=prompt.cache_write_tokens,
+        cache_write_1h_tokens=prompt.cache_write_1h_tokens,
+        output_tokens=max(reported.output_tokens, estimate.output_tokens),
+        reasoning_tokens=min(
+            reported.reasoning_tokens, max(reported.output_tokens, estimate.output_tokens)
+        ),
+    )

@@ -35,6 +35,7 @@ class Limits:
         return [self.key_rpm, self.key_tpm, self.account_rpm, self.account_tpm]
 
 
+MAX_UNITS = 2**53 - 1  # the largest integer Lua (and so a wallet) handles exactly
 LIMIT_NAMES = ("key RPM", "key TPM", "account RPM", "account TPM")
 
 
@@ -62,6 +63,7 @@ class Settlement:
     balance: int
     cost: int
     replayed: bool
+    shortfall: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,36 +186,38 @@ class Wallet:
         limits: Limits,
         record_ttl: int,
         record: Mapping[str, str],
+        policy: str = "strict",
     ) -> Settlement | None:
         """Charge ``cost`` and release the hold; idempotent on ``request_id``.
 
-        Returns None when the request was never admitted (nothing is charged).
+        Under "strict" the charge is cut to what the wallet can pay (``Settlement.shortfall``
+        says by how much). Returns None when the request was never admitted (nothing charged).
         """
+        if not 0 <= cost <= MAX_UNITS:
+            raise ValueError(f"cost {cost} is outside what a wallet can hold")
         k = AccountKeys(account_id)
         keys = [
-            k.wallet,
-            k.holds,
-            k.hold_amounts,
-            k.request(request_id),
-            k.charges,
-            k.bucket(f"key:{key_id}", "tpm"),
-            k.bucket("acct", "tpm"),
-        ]
-        args: list[Any] = [
-            request_id,
-            cost,
-            month_field(),
-            tokens,
-            limits.key_tpm,
-            limits.account_tpm,
-            record_ttl,
-        ]
+            k.wallet, k.holds, k.hold_amounts, k.request(request_id), k.charges,
+            k.bucket(f"key:{key_id}", "tpm"), k.bucket("acct", "tpm"),
+        ]  # fmt: skip
+        args: list[Any] = [request_id, cost, month_field(), min(tokens, MAX_UNITS),
+                           limits.key_tpm, limits.account_tpm, record_ttl, policy]  # fmt: skip
         for name, value in record.items():
             args += [name, value]
-        r = await self._scripts["settle_v1"](keys=keys, args=args)
+        r = await self._scripts["settle_v2"](keys=keys, args=args)
         if int(r[0]) == -1:
             return None
-        return Settlement(balance=int(r[1]), cost=int(r[2]), replayed=int(r[0]) == 0)
+        return Settlement(balance=int(r[1]), cost=int(r[2]), replayed=int(r[0]) == 0,
+                          shortfall=int(r[3]))  # fmt: skip
+
+    async def renew(self, account_id: str, request_ids: Sequence[str], ttl_ms: int) -> int:
+        """Push the deadlines of holds of requests still running; returns how many."""
+        if not request_ids:
+            return 0
+        r = await self._scripts["renew_v1"](
+            keys=[AccountKeys(account_id).holds], args=[ttl_ms, *request_ids]
+        )
+        return int(r)
 
     async def move_money(
         self, account_id: str, *, kind: str, amount: int, order_id: str, note: str = ""

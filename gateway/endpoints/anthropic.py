@@ -160,7 +160,7 @@ class Messages(Endpoint):
         """``max_tokens`` plus the prompt, priced at the dearest bucket it may land in when it
         asks for caching (a cache write costs more than plain input, a 1-hour one more still)."""
         usage = super().worst_case(req, price, counter, default_output)
-        if b'"cache_control"' not in req.body:
+        if not _asks_for_cache(req.payload):
             return usage
         prompt, output = usage.input_tokens, usage.output_tokens
         tier = price.for_prompt(prompt)
@@ -190,3 +190,17 @@ class Messages(Endpoint):
 
     def new_tracker(self) -> StreamTracker:
         return AnthropicStreamTracker()
+
+
+def _asks_for_cache(value: object, depth: int = 0) -> bool:
+    """Whether any block of the parsed request carries ``cache_control`` (escaped JSON keys
+    included, which a byte search would miss)."""
+    if depth > 64:
+        return False
+    if isinstance(value, dict):
+        return "cache_control" in value or any(
+            _asks_for_cache(v, depth + 1) for v in value.values()
+        )
+    if isinstance(value, list):
+        return any(_asks_for_cache(v, depth + 1) for v in value)
+    return False

@@ -14,7 +14,12 @@ The hold is the file's duration, or that upper bound.
 from __future__ import annotations
 
 from gateway import errors
-from gateway.audiofile import bound_ms, seconds_to_ms, wav_duration_ms
+from gateway.audiofile import (
+    HOLD_BYTES_PER_SECOND,
+    bound_ms,
+    seconds_to_ms,
+    wav_duration_ms,
+)
 from gateway.endpoints.base import Endpoint, ParsedRequest
 from gateway.multipart import FormError, FormPart, boundary_of, parse_form, replace_part
 from gateway.tokens import TokenCounter
@@ -81,6 +86,7 @@ class Transcriptions(Endpoint):
             body=body,
             extra={
                 "file_ms": file_ms,
+                "audio_bytes": len(audio),
                 "bound_ms": file_ms if file_ms is not None else bound_ms(len(audio)),
                 "model_part": seen["model"],
                 "content_type": content_type,
@@ -98,7 +104,12 @@ class Transcriptions(Endpoint):
     def worst_case(
         self, req: ParsedRequest, price: ModelPrice, counter: TokenCounter, default_output: int
     ) -> Usage:
-        return Usage(audio_ms=req.extra["bound_ms"])
+        """Providers bill whole seconds, rounded up: hold that. Without a WAV header, hold
+        at a bitrate below any speech codec's."""
+        ms = req.extra["file_ms"]
+        if ms is None:
+            ms = bound_ms(req.extra["audio_bytes"], HOLD_BYTES_PER_SECOND)
+        return Usage(audio_ms=-(-ms // 1000) * 1000)
 
     def usage_from_body(self, req: ParsedRequest, data: bytes) -> Usage | None:
         ms = upstream_duration_ms(data)

@@ -121,13 +121,14 @@ class Endpoint:
     ) -> Usage:
         """The most this request can be billed for: the hold is its cost."""
         prompt = counter.estimate_prompt(req.payload, req.model)
-        wanted = self.requested_output(req)
-        ceiling = price.max_output_tokens
-        if wanted is None:
-            out = ceiling or default_output
-        else:
-            out = min(wanted, ceiling) if ceiling else wanted
-        return Usage(input_tokens=prompt, output_tokens=out * req.n)
+        # A client's explicit limit is held as asked (a provider that allows more than our
+        # table says would otherwise bill past the hold); without one, the model's ceiling.
+        out = self.requested_output(req) or price.max_output_tokens or default_output
+        return Usage(input_tokens=prompt, output_tokens=out * self.completions(req))
+
+    def completions(self, req: ParsedRequest) -> int:
+        """How many completions the request can be billed for."""
+        return req.n
 
     def upstream_body(self, req: ParsedRequest) -> tuple[bytes, bool]:
         """(body to send, whether the client itself asked for streamed usage)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from gateway.endpoints.base import Endpoint, ParsedRequest, StreamTracker
+from gateway.endpoints.base import Endpoint, ParsedRequest, StreamTracker, positive_int
 from gateway.tokens import TokenCounter
 from gateway.usage import EventKind, OpenAIStreamTracker, usage_from_openai_body
 from pricing import ModelPrice, Usage
@@ -62,6 +62,16 @@ class ChatCompletions(Endpoint):
 
 class Completions(ChatCompletions):
     path = "/completions"
+
+    def completions(self, req: ParsedRequest) -> int:
+        """One per prompt of a prompt array, times ``max(n, best_of)``: ``best_of`` makes the
+        provider generate (and bill) that many even though it returns ``n``."""
+        prompt = req.payload.get("prompt")
+        prompts = 1
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+            prompts = len(prompt)  # a list of strings or of token arrays: one each
+        best_of = positive_int(req.payload.get("best_of")) or 1
+        return prompts * max(req.n, best_of)
 
 
 class Embeddings(ChatCompletions):

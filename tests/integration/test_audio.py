@@ -74,7 +74,7 @@ async def test_json_answer_is_billed_from_the_upstreams_seconds(
     record = await gateway.record(key, raw.headers["x-request-id"])
     assert record["usage_source"] == "upstream" and record["endpoint"] == "/audio/transcriptions"
     assert record["usage"]["audio_ms"] == 3000
-    assert record["held"] == "0.00025"  # the hold was the file's 2500 ms
+    assert record["held"] == "0.0003"  # the file's 2500 ms, held as 3 whole seconds
     wallet = await gateway.wallet(account)
     assert parse_usd(wallet["balance"]) == parse_usd("10.00") - cost_of(3000)
     assert upstream.requests[-1]["file"] == "speech.wav"
@@ -161,13 +161,13 @@ async def test_the_form_is_forwarded_byte_for_byte(
 
 
 async def test_the_hold_is_the_files_duration(gateway: Gateway, upstream: FakeUpstream) -> None:
-    # 2.5 s may cost 0.00025 USD; the wallet has 0.0002.
+    # 2.5 s, billed in whole seconds, may cost 0.0003 USD; the wallet has 0.0002.
     _, key = await gateway.account(topup="0.0002")
     with pytest.raises(openai.PermissionDeniedError) as info:
         await gateway.openai(key).audio.transcriptions.create(
             model="whisper-1", file=("speech.wav", wav(2.5), "audio/wav")
         )
-    assert "0.00025" in info.value.message
+    assert "0.0003" in info.value.message
     assert upstream.requests == []
 
 

@@ -1,0 +1,73 @@
+-- settle_v2: charge a finished request its actual cost and release its hold, exactly once.
+--
+-- KEYS[1] wallet hash        KEYS[2] holds zset       KEYS[3] hold amounts hash
+-- KEYS[4] request record     KEYS[5] charges stream
+-- KEYS[6] key tpm bucket     KEYS[7] account tpm bucket
+-- ARGV[1] request id         ARGV[2] cost (nanodollars, 0 <= cost < 2^53)
+-- ARGV[3] month field, e.g. "spend:2026-11"
+-- ARGV[4] actual tokens      ARGV[5] key tpm limit   ARGV[6] account tpm limit (0 = none)
+-- ARGV[7] record ttl s       ARGV[8] policy: "strict" | "postpaid"
+-- ARGV[9..] record fields as name, value pairs
+-- Under "strict" the charge never takes the balance below zero: a cost above what the wallet
+-- can pay (its own hold included) is cut to that, and the cut is recorded as "shortfall".
+-- Every check comes before the first write: a script error must not leave half a settle.
+-- Returns
+--   {1, balance after, cost charged, shortfall}   settled now
+--   {0, balance now, cost charged, shortfall}     already settled earlier: nothing changed
+--   {-1}                                          no such request (never admitted, or expired)
+local MAX = 9007199254740991
+local cost = tonumber(ARGV[2])
+if not cost or cost < 0 or cost > MAX or cost ~= math.floor(cost) then
+  return redis.error_reply('settle_v2: cost out of range: ' .. tostring(ARGV[2]))
+end
+local status = redis.call('HGET', KEYS[4], 'status')
+local cash = tonumber(redis.call('HGET', KEYS[1], 'cash') or '0')
+local held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')
+if not status then
+  return {-1}
+end
+if status ~= 'pending' then
+  return {0, fmt(cash - held), redis.call('HGET', KEYS[4], 'cost') or '0',
+    redis.call('HGET', KEYS[4], 'shortfall') or '0'}
+end
+
+local hold = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+local shortfall = 0
+if ARGV[8] == 'strict' then
+  local can_pay = math.max(cash - (held - hold), 0)
+  if cost > can_pay then
+    shortfall = cost - can_pay
+    cost = can_pay
+  end
+end
+
+if hold > 0 then
+  held = redis.call('HINCRBY', KEYS[1], 'held', -hold)
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+
+if cost > 0 then
+  cash = redis.call('HINCRBY', KEYS[1], 'cash', -cost)
+  redis.call('HINCRBY', KEYS[1], 'charges', cost)
+  redis.call('HINCRBY', KEYS[1], ARGV[3], cost)
+  redis.call('XADD', KEYS[5], '*', 'request_id', ARGV[1], 'amount', fmt(cost),
+    'balance', fmt(cash - held))
+end
+
+-- The rate limiter counted the estimate at admission; give back (or take) the difference.
+local est = tonumber(redis.call('HGET', KEYS[4], 'est_tokens') or '0')
+local delta = est - tonumber(ARGV[4])
+if delta ~= 0 then
+  for i = 6, 7 do
+    local cap = tonumber(ARGV[i - 1])
+    if cap > 0 and redis.call('EXISTS', KEYS[i]) == 1 then
+      local level = tonumber(redis.call('HGET', KEYS[i], 'level') or cap)
+      redis.call('HSET', KEYS[i], 'level', tostring(math.min(cap, level + delta)))
+    end
+  end
+end
+
+redis.call('HSET', KEYS[4], 'cost', fmt(cost), 'shortfall', fmt(shortfall), unpack(ARGV, 9))
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[7]))
+return {1, fmt(cash - held), fmt(cost), fmt(shortfall)}
