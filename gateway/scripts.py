@@ -7,7 +7,7 @@ runs by SHA and reloads itself on NOSCRIPT, so a restarted or failed-over Redis 
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 SCRIPT_NAMES = ("admit_v1", "settle_v2", "money_move_v1", "sweep_v1", "renew_v1")
 
@@ -18,6 +18,19 @@ def script_source(name: str) -> str:
     return prelude + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
 
 
-def register_scripts(redis: Any) -> dict[str, Any]:
-    """Register every script on ``redis`` (a redis.asyncio client or cluster client)."""
-    return {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
+def all_sources() -> dict[str, str]:
+    return {name: script_source(name) for name in SCRIPT_NAMES}
+
+
+class ScriptCaller(Protocol):
+    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any: ...
+
+
+class RedisPyScripts:
+    """Scripts through redis-py (any deployment, Redis Cluster included)."""
+
+    def __init__(self, redis: Any) -> None:
+        self._scripts = {name: redis.register_script(src) for name, src in all_sources().items()}
+
+    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._scripts[name](keys=keys, args=args)

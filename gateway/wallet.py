@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway import errors
 from gateway.rediskeys import AccountKeys
-from gateway.scripts import register_scripts
+from gateway.scripts import RedisPyScripts, ScriptCaller
 from pricing import format_usd
 
 
@@ -125,9 +125,10 @@ def _s(value: Any) -> str:
 
 
 class Wallet:
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, scripts: ScriptCaller | None = None) -> None:
+        """``scripts`` runs the Lua (default: through ``redis`` itself)."""
         self._redis = redis
-        self._scripts = register_scripts(redis)
+        self._scripts = scripts or RedisPyScripts(redis)
 
     async def admit(
         self,
@@ -159,7 +160,7 @@ class Wallet:
         args.append(record_ttl)
         for name, value in record.items():
             args += [name, value]
-        r = await self._scripts["admit_v1"](keys=keys, args=args)
+        r = await self._scripts.call("admit_v1", keys, args)
         status = int(r[0])
         if status == 1:
             return Admission(
@@ -204,7 +205,7 @@ class Wallet:
                            limits.key_tpm, limits.account_tpm, record_ttl, policy]  # fmt: skip
         for name, value in record.items():
             args += [name, value]
-        r = await self._scripts["settle_v2"](keys=keys, args=args)
+        r = await self._scripts.call("settle_v2", keys, args)
         if int(r[0]) == -1:
             return None
         return Settlement(balance=int(r[1]), cost=int(r[2]), replayed=int(r[0]) == 0,
@@ -214,8 +215,8 @@ class Wallet:
         """Push the deadlines of holds of requests still running; returns how many."""
         if not request_ids:
             return 0
-        r = await self._scripts["renew_v1"](
-            keys=[AccountKeys(account_id).holds], args=[ttl_ms, *request_ids]
+        r = await self._scripts.call(
+            "renew_v1", [AccountKeys(account_id).holds], [ttl_ms, *request_ids]
         )
         return int(r)
 
@@ -228,8 +229,8 @@ class Wallet:
         refund exceeds the unspent cash.
         """
         k = AccountKeys(account_id)
-        r = await self._scripts["money_move_v1"](
-            keys=[k.wallet, k.orders, k.transactions], args=[kind, amount, order_id, note]
+        r = await self._scripts.call(
+            "money_move_v1", [k.wallet, k.orders, k.transactions], [kind, amount, order_id, note]
         )
         status = int(r[0])
         if status == -1:
@@ -254,7 +255,7 @@ class Wallet:
     async def sweep(self, account_id: str) -> int:
         """Release the account's expired holds; returns how many."""
         k = AccountKeys(account_id)
-        r = await self._scripts["sweep_v1"](keys=[k.wallet, k.holds, k.hold_amounts], args=[])
+        r = await self._scripts.call("sweep_v1", [k.wallet, k.holds, k.hold_amounts], [])
         return int(r[0])
 
     async def sweep_many(self, account_ids: Sequence[str]) -> int:

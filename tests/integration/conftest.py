@@ -12,6 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
+from gateway.fastredis import FastScripts
+from gateway.scripts import all_sources
 from gateway.settings import ProviderConfig, Settings
 from gateway.tokens import TokenCounter
 from pricing import parse_pricing
@@ -165,12 +167,24 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 @pytest.fixture
 async def make_gateway(
-    aiohttp_server: Any, redis: Any, upstream: FakeUpstream, tmp_path: Path, counter: TokenCounter
+    aiohttp_server: Any,
+    redis: Any,
+    redis_target: Any,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    counter: TokenCounter,
 ) -> AsyncIterator[GatewayFactory]:
+    """In-process gateways as the CLI builds them: scripts over the lean client on a single
+    Redis, through redis-py on a cluster."""
     gateways: list[Gateway] = []
+    fast: list[FastScripts] = []
 
     async def factory(**overrides: Any) -> Gateway:
         registry = CollectorRegistry()
+        scripts = None
+        if not redis_target.cluster:
+            scripts = FastScripts(redis_target.url, all_sources())
+            fast.append(scripts)
         settings = make_settings(
             upstream.base_url,
             tmp_path,  # type: ignore[attr-defined]
@@ -183,6 +197,7 @@ async def make_gateway(
             registry=registry,
             pricing=parse_pricing(PRICING, source="test"),
             counter=counter,
+            scripts=scripts,
         )
         server = await aiohttp_server(app)
         gw = Gateway(
@@ -197,6 +212,8 @@ async def make_gateway(
     yield factory
     for gw in gateways:
         await gw.close()
+    for scripts in fast:
+        await scripts.aclose()
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
+from gateway.fastredis import FastScripts
 from gateway.redisclient import make_redis
+from gateway.scripts import all_sources
 from gateway.tokens import TokenCounter
 from pricing import parse_pricing
 from tests.integration.conftest import ADMIN_SHA, PRICING, Gateway, make_settings
@@ -26,11 +28,13 @@ async def test_redis_restart_under_load(
     server = RedisServer(tmp_path / "redis", aof=True)
     server.start()
     client = make_redis(server.url)
+    scripts = FastScripts(server.url, all_sources(), timeout=1.0)
     try:
         settings = make_settings(upstream.base_url, tmp_path)  # type: ignore[attr-defined]
         app = create_app(settings, redis=client, admin_token_sha256=ADMIN_SHA,
                          registry=CollectorRegistry(),
-                         pricing=parse_pricing(PRICING, source="t"), counter=counter)  # fmt: skip
+                         pricing=parse_pricing(PRICING, source="t"), counter=counter,
+                         scripts=scripts)  # fmt: skip
         web_server = await aiohttp_server(app)
         async with aiohttp.ClientSession() as http:
             gw = Gateway(url=f"http://127.0.0.1:{web_server.port}", http=http,
@@ -78,5 +82,6 @@ async def test_redis_restart_under_load(
             assert wallet["held"] == "0.00"
             assert await assert_ledger_identity(client) == 1
     finally:
+        await scripts.aclose()
         await client.aclose()
         server.stop()
