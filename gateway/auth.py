@@ -46,24 +46,23 @@ class Authenticator:
             raise errors.InvalidApiKey(
                 "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
             )
-        digest = hash_key(secret)
         now = time.monotonic()
-        hit = self._cache.get(digest)
+        hit = self._cache.get(secret)  # keyed by the secret: no hash on the hot path
         if hit is not None and hit[0] > now:
             return hit[1]
-        key = await self._directory.key_by_hash(digest)
+        key = await self._directory.key_by_hash(hash_key(secret))
         if key is None:
-            self._cache.pop(digest, None)
+            self._cache.pop(secret, None)
             raise errors.InvalidApiKey("Incorrect API key provided.")
         account = await self._directory.get_account(key.account_id)
         caller = Caller(key=key, account=account)
         if len(self._cache) >= self._max:
             self._cache.clear()
-        self._cache[digest] = (now + self._ttl, caller)
+        self._cache[secret] = (now + self._ttl, caller)
         return caller
 
     def forget(self, key_id: str | None = None, account_id: str | None = None) -> None:
         """Drop cached entries for a revoked key or a changed account."""
-        for digest, (_, caller) in list(self._cache.items()):
+        for secret, (_, caller) in list(self._cache.items()):
             if caller.key.id == key_id or caller.account.id == account_id:
-                del self._cache[digest]
+                del self._cache[secret]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import hashlib
 import logging
 import multiprocessing
@@ -62,8 +63,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.workers < 1:
         print("tollgate: --workers must be at least 1", file=sys.stderr)
         return 2
-    configure_logging(env.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format)
-    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+    listener = configure_logging(env.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format)
+    try:
+        return serve(settings, host=args.host, port=args.port, workers=args.workers)
+    finally:
+        listener.stop()
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
@@ -151,7 +155,10 @@ async def _admin_token(settings: Settings) -> str:
 
 
 def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_port: bool) -> None:
-    configure_logging(os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format)
+    if reuse_port:  # a spawned worker: its own process, its own log thread
+        listener = configure_logging(os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"),
+                                     settings.log_format)  # fmt: skip
+        atexit.register(listener.stop)
     try:
         import uvloop
 

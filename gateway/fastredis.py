@@ -31,6 +31,7 @@ class _Protocol(asyncio.Protocol):
         self.parser = ReplyParser()
         self.pending: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self.transport: Any = None  # asyncio's or uvloop's transport (uvloop's is no subclass)
+        self.outbox: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -43,6 +44,14 @@ class _Protocol(asyncio.Protocol):
             _, future = pending.popleft()
             if not future.done():
                 future.set_result(reply)
+
+    def flush(self) -> None:
+        data = b"".join(self.outbox)
+        self.outbox.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+        else:
+            self.fail(RedisConnectionError("Redis connection closed"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisConnectionError(f"Redis connection lost: {exc or 'closed'}"))
@@ -90,10 +99,14 @@ class FastScripts:
 
     async def _send(self, command: bytes) -> Any:
         proto = self._proto or await self._connect()
-        assert proto.transport is not None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         proto.pending.append((time.monotonic(), future))
-        proto.transport.write(command)
+        # Commands issued in the same loop iteration leave in one write (one syscall): under
+        # load many requests admit or settle at once.
+        if not proto.outbox:
+            loop.call_soon(proto.flush)
+        proto.outbox.append(command)
         return await future
 
     async def _connect(self) -> _Protocol:

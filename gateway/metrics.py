@@ -9,6 +9,7 @@ server (gauges are summed over live processes).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -64,12 +65,24 @@ class Metrics:
                                        "1 if the last pricing reload succeeded, else 0.",
                                        multiprocess_mode="livemin", registry=r)  # fmt: skip
         self.pricing_reload_ok.set(1)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def set_pricing_version(self, version: str) -> None:
         self.pricing_info.clear()
         self.pricing_info.labels(version).set(1)
 
-    def record_usage(self, model: str, usage: Usage, cost_usd: float) -> None:
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: labels() costs microseconds on every request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def request_done(self, model: str, provider: str, status: str, usage: Usage,
+                     cost_usd: float, seconds: float, overhead: float) -> None:  # fmt: skip
+        child = self.child
+        child(self.requests, model, provider, status).inc()
         for kind, n in (
             ("input", usage.input_tokens),
             ("output", usage.output_tokens),
@@ -78,9 +91,11 @@ class Metrics:
             ("reasoning", usage.reasoning_tokens),
         ):
             if n:
-                self.tokens.labels(model, kind).inc(n)
+                child(self.tokens, model, kind).inc(n)
         if cost_usd:
-            self.cost.labels(model).inc(cost_usd)
+            child(self.cost, model).inc(cost_usd)
+        self.duration.observe(seconds)
+        self.overhead.observe(overhead)
 
 
 def exposition(registry: CollectorRegistry) -> bytes:

@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,7 +182,7 @@ class Proxy:
                                         param="model")  # fmt: skip
         key, account = caller.key, caller.account
         return Call(
-            request_id="req_" + uuid.uuid4().hex,
+            request_id="req_" + secrets.token_hex(16),
             caller=caller,
             endpoint=endpoint,
             req=req,
@@ -221,7 +221,7 @@ class Proxy:
                 ),
             },
         )
-        self._metrics.redis.labels("admit").observe(time.perf_counter() - t0)
+        self._metrics.child(self._metrics.redis, "admit").observe(time.perf_counter() - t0)
         if isinstance(result, Refusal):
             call.settled = True  # nothing was held
             raise self._refusal(call, result, hold, est_tokens)
@@ -253,7 +253,9 @@ class Proxy:
         upstream = await call.provider.send(
             UpstreamRequest(path=call.endpoint.path, headers=headers, body=body)
         )
-        self._metrics.upstream.labels(call.provider.name).observe(time.perf_counter() - t0)
+        self._metrics.child(self._metrics.upstream, call.provider.name).observe(
+            time.perf_counter() - t0
+        )
         try:
             content_type = upstream.headers.get("Content-Type", "")
             if call.req.stream and upstream.status == 200 and "event-stream" in content_type:
@@ -442,7 +444,7 @@ class Proxy:
         finally:
             if call.admission is not None:
                 self._metrics.holds.dec(call.admission.hold / 1e9)
-        self._metrics.redis.labels("settle").observe(time.perf_counter() - t0)
+        self._metrics.child(self._metrics.redis, "settle").observe(time.perf_counter() - t0)
         if settlement is None:
             log.error("settle of %s found no admitted request; nothing charged", call.request_id)
             return 0, None
@@ -482,10 +484,15 @@ class Proxy:
         m = self._metrics
         total = time.perf_counter() - call.started
         overhead = max(total - call.upstream_seconds, 0.0)
-        m.requests.labels(call.model, call.provider.name, str(http_status or "error")).inc()
-        m.record_usage(call.model, usage, cost / 1e9)  # metrics only; the ledger stays exact
-        m.duration.observe(total)
-        m.overhead.observe(overhead)
+        m.request_done(
+            call.model,
+            call.provider.name,
+            str(http_status or "error"),
+            usage,
+            cost / 1e9,
+            total,
+            overhead,
+        )  # metrics only; the ledger stays exact
         if self._request_log.isEnabledFor(logging.INFO):
             self._request_log.info("request", extra={"fields": {
                 "request_id": call.request_id,
