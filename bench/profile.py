@@ -61,9 +61,15 @@ def short(frame: str) -> str:
     return f"{m['func']} ({path})"
 
 
+LOOP_FRAMES = ("run_app (aiohttp/web.py)", "run_forever", "run_until_complete")
+WRAPPERS = ("<module> ", "main (gateway/cli.py)", "serve (gateway/cli.py)", "_run_worker (")
+
+
 def area(frame: str) -> str:
     """A coarse owner for a leaf frame: which package or part of Tollgate spends the time."""
     path = short(frame)
+    if path.startswith(LOOP_FRAMES):
+        return "event loop (uvloop's C code: socket I/O, callbacks)"
     inner = path[path.rfind("(") + 1 : -1] if path.endswith(")") else path
     if inner.startswith(("gateway/", "pricing/")):
         return inner.rsplit(".", 1)[0].replace("/", ".")
@@ -73,6 +79,8 @@ def area(frame: str) -> str:
 
 
 def summarise(folded: Path, top: int = 20) -> Summary:
+    """Shares of the main thread's samples (the event loop thread; helper threads that only
+    wait in a queue, such as the default executor's, are left out)."""
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     areas: Counter[str] = Counter()
@@ -81,12 +89,14 @@ def summarise(folded: Path, top: int = 20) -> Summary:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
+        raw = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if not raw or "threading.py" in raw[0]:
+            continue
         n = int(count)
-        frames = [short(f) for f in stack.split(";")]
-        frames = [f for f in frames if not f.startswith(("process ", "thread "))] or frames
+        frames = [short(f) for f in raw]
         total += n
         self_time[frames[-1]] += n
-        areas[area(stack.split(";")[-1])] += n
+        areas[area(raw[-1])] += n
         for f in set(frames):
             inclusive[f] += n
     if not total:
@@ -95,17 +105,17 @@ def summarise(folded: Path, top: int = 20) -> Summary:
     def hot(c: Counter[str], k: int) -> list[Hot]:
         return [Hot(f, n / total) for f, n in c.most_common(k)]
 
-    ours = Counter({f: n for f, n in inclusive.items() if "(gateway/" in f or "(pricing/" in f})
-    libs = Counter(
+    libs = ("(redis/", "(aiohttp/", "(prometheus_client/", "(tiktoken/", "(gateway/", "(pricing/")
+    interesting = Counter(
         {
             f: n
             for f, n in inclusive.items()
-            if any(m in f for m in ("(redis/", "(aiohttp/", "(prometheus_client/", "(tiktoken/"))
+            if any(m in f for m in libs) and not f.startswith(WRAPPERS) and n < 0.98 * total
         }
     )
     return Summary(
         samples=total,
         self_top=hot(self_time, top),
-        inclusive_top=hot(ours + libs, top),
+        inclusive_top=hot(interesting, top),
         by_area=hot(areas, 15),
     )

@@ -101,11 +101,13 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
             )
         )
     soak = r.get("soak") or {}
-    at100 = get(soak, "rss_at_100k_mb")
-    at200 = get(soak, "rss_at_200k_mb")
+    at100 = get(soak, "rss_after_n_mb")
+    at200 = get(soak, "rss_after_2n_mb")
+    n = get(soak, "n")
+    k = f"{n // 1000}k" if n else "100k"
     out.append(
         (
-            "Memory: < 120 MB RSS per worker after 100k requests",
+            f"Memory: < 120 MB RSS per worker after {k} requests (`--soak`)",
             f"{fmt(at100, 1)} MB",
             None if at100 is None else at100 < 120,
         )
@@ -113,7 +115,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     growth = diff(at200, at100)
     out.append(
         (
-            "Memory: flat over the second 100k (growth < 5% or < 2 MB)",
+            f"Memory: flat over the second {k} (growth < 5% or < 2 MB)",
             f"{fmt(growth, 1)} MB",
             None if growth is None or at100 is None else growth < max(2.0, 0.05 * at100),
         )
@@ -158,6 +160,20 @@ def rows(r: dict[str, Any]) -> list[tuple[str, list[str]]]:
             return " / ".join(fmt(x, 1) for x in v) if v else "n/a"
         return fmt(v, 1)
 
+    def serving_cpu(case: str) -> str:
+        used = get(c, case, "cpu_us_per_request") or {}
+        prefix = {"direct": "upstream", "passthrough": "passthrough"}.get(case, "tollgate")
+        mine = [v for k, v in used.items() if k.startswith(prefix)]
+        return fmt(sum(mine), 0) if mine else "n/a"
+
+    def proc_cpu(case: str, name: str) -> str:
+        return fmt(get(c, case, "cpu_us_per_request", name), 0)
+
+    def other(case: str) -> str:
+        phases = get(c, case, "cpu") or {}
+        worst = max((v["other_cores"] for v in phases.values()), default=None)
+        return fmt(worst, 2)
+
     return [
         row("Throughput, 32 connections (req/s)", "throughput", "rps", digits=0),
         row("  latency p50 / at 32 connections (ms)", "throughput", "p50_ms"),
@@ -177,8 +193,12 @@ def rows(r: dict[str, Any]) -> list[tuple[str, list[str]]]:
         over("  TTFC added vs pass-through, p50 (ms)", "ttfc", "ttfc_p50_ms", "passthrough"),
         row("Stream relay, 1 stream (chunks/s)", "relay_1", "chunks_per_s", digits=0),
         row("Stream relay, 16 streams (chunks/s)", "relay_16", "chunks_per_s", digits=0),
+        ("CPU per request, serving process(es) (us)", [serving_cpu(k) for k in CASES]),
+        ("  upstream CPU per request (us)", [proc_cpu(k, "upstream") for k in CASES]),
+        ("  Redis CPU per request (us)", [proc_cpu(k, "redis") for k in CASES]),
         ("RSS after the runs (MB, per worker)", [rss(case) for case in CASES]),
         row("Non-2xx / socket errors, all runs", "errors_total", digits=0),
+        ("Other processes' CPU meanwhile, worst phase (cores)", [other(case) for case in CASES]),
     ]
 
 
@@ -213,8 +233,13 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
         "# Tollgate bench: latest run",
         "",
         f"Command: `{r['command']}` ({r['mode']} mode), {r['started']}, "
-        f"took {fmt(r.get('elapsed_s'), 0)} s. Gateway at `{r['git']}`.",
+        f"took {fmt(r.get('elapsed_s'), 0)} s. Gateway measured: {r['git']}.",
         "",
+        *(
+            ["**Warning: the gateway's source files changed during this run.**", ""]
+            if r.get("source_changed")
+            else []
+        ),
         "## Machine",
         "",
         machine_table(r["machine"]),
@@ -244,6 +269,21 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
             "",
             f"Soak throughput: {fmt(soak.get('rps'), 0)} req/s over "
             f"{fmt(soak.get('seconds'), 0)} s.",
+            "",
+        ]
+    commands = get(r["cases"], "tollgate-1w", "redis_commands") or {}
+    if commands:
+        parts += [
+            "## Redis commands per metered request (Tollgate 1 worker, throughput run)",
+            "",
+            "| Command | Calls per request | us per call |",
+            "| --- | ---: | ---: |",
+            *[
+                f"| `{name}` | {v['per_request']:.2f} | {v['usec_per_call']:.1f} |"
+                for name, v in sorted(commands.items(), key=lambda kv: -kv[1]["per_request"])
+            ],
+            "",
+            "Commands run inside Lua scripts are counted too (and inside the script's time).",
             "",
         ]
     prof = r.get("profile")

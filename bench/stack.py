@@ -6,6 +6,7 @@ run's scratch directory, and stopped by its own process group id.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -36,19 +37,56 @@ def free_port() -> int:
         return port
 
 
+def export_source(rev: str, into: Path) -> str:
+    """Extract ``gateway/`` and ``pricing/`` as committed at ``rev`` into ``into``; returns
+    the full commit id. The repository is only read (``git archive``)."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", rev + "^{commit}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "gateway", "pricing"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return commit
+
+
+def source_fingerprint(src: Path) -> str:
+    """A hash of the gateway's source files as they are on disk now."""
+    digest = hashlib.sha256()
+    for path in sorted([*src.glob("gateway/**/*"), *src.glob("pricing/**/*")]):
+        if path.is_file() and path.suffix in (".py", ".lua"):
+            digest.update(str(path.relative_to(src)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def python_env(src: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a Python process run from ``src``: with an exported source tree,
+    ``bench`` still comes from this checkout (``src``, the working directory, wins for
+    ``gateway`` and ``pricing``)."""
+    env = dict(os.environ)
+    if src != ROOT:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
 @dataclass
 class Proc:
     name: str
     argv: list[str]
     log: Path
     env: dict[str, str] | None = None
+    cwd: Path = ROOT
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> Proc:
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(
                 self.argv,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -70,7 +108,7 @@ class Proc:
             return
         pgid = self.popen.pid  # start_new_session: the group id is the leader's pid
         try:
-            os.killpg(pgid, signal.SIGINT)
+            os.killpg(pgid, signal.SIGTERM)  # aiohttp's run_app and Redis exit cleanly on it
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(pgid, signal.SIGKILL)
@@ -135,21 +173,27 @@ def start_redis(scratch: Path, cpus: str | None) -> tuple[Proc, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def start_upstream(scratch: Path, cpus: str | None, latency_ms: float) -> tuple[Proc, str]:
+def start_upstream(
+    scratch: Path, cpus: str | None, latency_ms: float, src: Path = ROOT
+) -> tuple[Proc, str]:
     port = free_port()
     argv = [sys.executable, "-m", "bench.upstream", "--port", str(port)]
     argv += ["--latency-ms", str(latency_ms)]
-    proc = Proc("upstream", pinned(cpus, argv), scratch / "upstream.log").start()
+    log = scratch / "upstream.log"
+    proc = Proc("upstream", pinned(cpus, argv), log, env=python_env(src), cwd=src).start()
     origin = f"http://127.0.0.1:{port}"
     wait_http(origin + "/healthz", proc)
     return proc, origin
 
 
-def start_passthrough(scratch: Path, cpus: str | None, upstream: str) -> tuple[Proc, str]:
+def start_passthrough(
+    scratch: Path, cpus: str | None, upstream: str, src: Path = ROOT
+) -> tuple[Proc, str]:
     port = free_port()
     argv = [sys.executable, "-m", "bench.passthrough", "--port", str(port)]
     argv += ["--upstream", upstream]
-    proc = Proc("passthrough", pinned(cpus, argv), scratch / "passthrough.log").start()
+    log = scratch / "passthrough.log"
+    proc = Proc("passthrough", pinned(cpus, argv), log, env=python_env(src), cwd=src).start()
     wait_port(port, proc)
     return proc, f"http://127.0.0.1:{port}"
 
@@ -174,19 +218,27 @@ providers:
 
 
 def start_gateway(
-    scratch: Path, cpus: str | None, config: Path, redis_url: str, workers: int
+    scratch: Path,
+    cpus: str | None,
+    config: Path,
+    redis_url: str,
+    workers: int,
+    src: Path = ROOT,
 ) -> tuple[Proc, str]:
     port = free_port()
-    env = {
-        **os.environ,
-        "TOLLGATE_REDIS_URL": redis_url,
-        "TOLLGATE_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TOLLGATE_LOG_LEVEL": "WARNING",
-    }
+    env = python_env(
+        src,
+        {
+            "TOLLGATE_REDIS_URL": redis_url,
+            "TOLLGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "TOLLGATE_LOG_LEVEL": "WARNING",
+        },
+    )
     argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
     argv += ["--port", str(port), "--workers", str(workers)]
     log = scratch / f"gateway-{workers}w.log"
-    proc = Proc(f"tollgate ({workers} worker(s))", pinned(cpus, argv), log, env=env).start()
+    name = f"tollgate ({workers} worker(s))"
+    proc = Proc(name, pinned(cpus, argv), log, env=env, cwd=src).start()
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/readyz", proc, timeout=60)
     if workers > 1:
