@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -248,11 +249,16 @@ def create_app(
     return app
 
 
-def request_json(request_id: str, r: dict[str, str]) -> dict[str, object]:
-    """A metered record as the client API shows it."""
+def request_json(request_id: str, stored: dict[str, str]) -> dict[str, object]:
+    """A metered record as the client API shows it (``meta`` is written at admission,
+    ``result`` at settle, each one JSON field)."""
+    r: dict[str, Any] = dict(stored)
+    for packed in ("meta", "result"):
+        if packed in stored:
+            r.update(orjson.loads(stored[packed]))
 
     def n(name: str) -> int:
-        return int(r.get(name, "0") or 0)
+        return int(r.get(name, 0) or 0)
 
     usage = {
         name: n(name)
@@ -280,7 +286,7 @@ def request_json(request_id: str, r: dict[str, str]) -> dict[str, object]:
         "endpoint": r.get("endpoint"),
         "project": r.get("project"),
         "key_id": r.get("key_id"),
-        "stream": r.get("stream") == "1",
+        "stream": bool(r.get("stream")),
         "usage": {**usage, **units},
         "usage_source": r.get("usage_source"),
         "cost": format_usd(n("cost")),

@@ -17,20 +17,24 @@ class ReplyError(Exception):
         self.code = message.split(" ", 1)[0]
 
 
-def _bulk(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        data = value
-    elif isinstance(value, str):
-        data = value.encode()
-    elif isinstance(value, int) and not isinstance(value, bool):
-        data = b"%d" % value
-    else:
-        raise TypeError(f"cannot send {type(value).__name__} to Redis")
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
 def encode_command(*parts: Any) -> bytes:
-    return b"*%d\r\n" % len(parts) + b"".join(map(_bulk, parts))
+    """One command as RESP2 bytes (str, bytes and int arguments)."""
+    out = [b"*%d\r\n" % len(parts)]
+    append = out.append
+    for value in parts:
+        kind = type(value)
+        if kind is str:
+            data = value.encode()
+        elif kind is bytes:
+            data = value
+        elif kind is int:
+            data = b"%d" % value
+        else:
+            raise TypeError(f"cannot send {kind.__name__} to Redis")
+        append(b"$%d\r\n" % len(data))
+        append(data)
+        append(b"\r\n")
+    return b"".join(out)
 
 
 class _Incomplete(Exception):

@@ -25,6 +25,7 @@ PER_REPLY = 3  # the assistant's priming
 PER_IMAGE = 3000  # above any provider's charge for one image today; only ever an estimate
 MEDIA_UNKNOWN = 100_000  # a document or audio given by URL or id: its size is not known here
 MAX_DEPTH = 64
+BYTES_BOUND_CHARS = 2048  # prompts this short are bounded by their bytes, not tokenized
 SAFETY = 1.1  # a different tokenizer upstream counts a little differently
 
 
@@ -102,6 +103,10 @@ class TokenCounter:
         for field in ("tools", "functions", "response_format"):
             if field in payload:
                 texts.append(str(payload[field]))
+        if safety and sum(map(len, texts)) <= BYTES_BOUND_CHARS:
+            # A byte-level BPE token is at least one byte, so the UTF-8 size is an upper
+            # bound for any tokenizer, and far cheaper than tokenizing a short prompt.
+            return sum(len(t.encode()) for t in texts) + extra
         raw = sum(self.count(t, model) for t in texts) + extra
         return math.ceil(raw * SAFETY) if safety else raw
 
