@@ -45,7 +45,7 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
     hold_ttl: float = 300.0
-    record_ttl: int = 30 * 86400
+    record_ttl: int = 7 * 86400
     default_max_output_tokens: int = 4096
     shutdown_timeout: float = 30.0
     redis_cluster: bool = False
@@ -167,7 +167,7 @@ def parse_settings(
         connect_timeout=float(number_field("connect_timeout", 10.0)),
         read_timeout=float(number_field("read_timeout", 600.0)),
         hold_ttl=float(number_field("hold_ttl", 300.0)),
-        record_ttl=int(number_field("record_ttl", 30 * 86400, integer=True)),
+        record_ttl=int(number_field("record_ttl", 7 * 86400, integer=True)),
         shutdown_timeout=float(number_field("shutdown_timeout", 30.0)),
         redis_cluster=bool_field("redis_cluster", False),
         redis_timeout=float(number_field("redis_timeout", 2.0)),
