@@ -369,12 +369,14 @@ def write_plot(r: dict[str, Any], path: Path) -> None:
     ax2.bar(
         [i + 0.2 for i in x], relay, width=0.4, label="k chunks/s (16 streams)", color="#8172b2"
     )
+    ax.set_ylim(0, max(ttfc, default=1.0) * 1.45 or 1.0)  # headroom for the legend
+    ax2.set_ylim(0, max(relay, default=1.0) * 1.45 or 1.0)
     ax.set_title("Streaming: time to first chunk (left) and relay rate (right)")
     ax.set_ylabel("ms")
     ax2.set_ylabel("thousand chunks/s")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="upper left")
+    ax.legend(h1 + h2, l1 + l2, loc="upper left", ncol=2)
     fig.suptitle(f"Tollgate bench ({r['mode']}), {r['machine'].get('CPU', '')}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -116,7 +116,7 @@ def machine() -> dict[str, str]:
     except importlib.metadata.PackageNotFoundError:
         uv = "not installed"
     return {
-        "nproc": sh("nproc"),
+        "nproc": str(os.cpu_count()),
         "CPU": cpu,
         "Kernel": platform.release(),
         "Python": platform.python_version(),
@@ -424,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = Plan(**{**asdict(plan), "profile": args.profile})
     ncpu = os.cpu_count() or 1
     gw_cpus, load_cpus = ("0", "1") if ncpu >= 2 else (None, None)
+    all_cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     if load_cpus is not None:
         os.sched_setaffinity(0, {int(load_cpus)})  # this process drives the asyncio load
     scratch = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
@@ -447,8 +448,8 @@ def main(argv: list[str] | None = None) -> int:
             "(only one of them is under load at a time).",
             f"Load generators (wrk -t1, and this runner's asyncio open-loop and streaming "
             f"clients), the upstream, Redis and py-spy: `taskset -c {load_cpus}`.",
-            "Tollgate with 2 workers: not pinned (both cores), so it shares core "
-            f"{load_cpus} with the load generator, the upstream and Redis.",
+            f"Tollgate with 2 workers: `taskset -c {all_cpus}` (both cores), so it shares "
+            f"core {load_cpus} with the load generator, the upstream and Redis.",
         ]
         if gw_cpus
         else ["Single CPU: nothing pinned; every figure shares the one core."]
@@ -525,7 +526,10 @@ def main(argv: list[str] | None = None) -> int:
         bench.procs.remove(gw1)
 
         try:
-            gw2, gw2_url = stack.start_gateway(scratch, None, config, redis_url, workers=2, src=src)
+            # Both cores, explicitly: a child would otherwise inherit this runner's pinning.
+            gw2, gw2_url = stack.start_gateway(
+                scratch, all_cpus, config, redis_url, workers=2, src=src
+            )
         except RuntimeError as exc:
             log(f"Tollgate --workers 2 did not start: n/a ({str(exc).splitlines()[0]})")
             result["workers_2"] = f"n/a: {exc}"
@@ -557,7 +561,12 @@ def main(argv: list[str] | None = None) -> int:
 
     result["cases"] = bench.cases
     result["elapsed_s"] = time.monotonic() - started
-    result["notes"] = NOTES.format(rate=f"{rate:.0f}")
+    result["notes"] = NOTES.format(
+        rate=f"{rate:.0f}",
+        how="as given" if args.rate else "half of Tollgate's 1-worker throughput",
+        body=len(BODY),
+        latency=f"{args.upstream_latency_ms:g}",
+    )
     RESULTS.mkdir(exist_ok=True)
     report.write_json(result, RESULTS / "latest.json")
     report.write_markdown(result, RESULTS / "latest.md")
@@ -574,14 +583,16 @@ NOTES = """\
 Cases: **direct** is the bench upstream itself; **bare pass-through** is `bench/passthrough.py`
 (aiohttp server + client, no auth, no Redis, no JSON); **Tollgate** is `python -m gateway serve`
 with full metering (key auth, Lua admit with hold and limits, forward, usage parsing, Lua settle,
-request record, Prometheus metrics). Non-streaming requests are a 90-byte chat completion answered
-with ~600 bytes; the upstream adds no latency. Throughput and 1-connection latency come from
-`wrk -t1` (`bench/post.lua`); the fixed-rate row from an asyncio open-loop generator sending at
-{rate} req/s (half of Tollgate's 1-worker throughput), latency from send to last byte. Streams:
+request record, Prometheus metrics). Non-streaming requests are a {body}-byte chat completion
+(`max_tokens: 64`) answered with ~640 bytes; the upstream adds {latency} ms. Throughput and
+1-connection latency come from `wrk -t1` (`bench/post.lua`); the fixed-rate row from an asyncio
+open-loop generator sending at {rate} req/s ({how}), latency from send to last byte. Streams:
 TTFC is the time from sending to the first `data:` event (8 content chunks 1 ms apart, one
 stream at a time, aiohttp client); relay is `data:` events delivered per second with the
 upstream sending 2,000 (1 stream) or 500 (16 concurrent streams) chunks back to back. RSS is
-VmRSS of each serving process after its runs."""
+VmRSS of each serving process after its runs. CPU per request is each process's CPU time during
+the throughput run over the requests served. "Other processes' CPU" is what the rest of the box
+used meanwhile (phases above 0.15 cores are run again, the quietest attempt kept)."""
 
 
 if __name__ == "__main__":
