@@ -38,7 +38,19 @@ class Usage:
 
     def __post_init__(self) -> None:
         # A negative count would price as a negative charge and mint money, so refuse it here
-        # rather than trusting every adapter's arithmetic.
+        # rather than trusting every adapter's arithmetic. Checked on every request: the fast
+        # path is one pass with exact type tests (bool is not int here).
+        counts = (self.input_tokens, self.output_tokens, self.cache_read_tokens,
+                  self.cache_write_tokens, self.reasoning_tokens, self.cache_write_1h_tokens,
+                  self.images, self.audio_ms)  # fmt: skip
+        for value in counts:
+            if type(value) is not int or value < 0:
+                self._refuse()
+        if type(self.image_variant) is not str:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        """Raise the precise error for the first bad field."""
         for spec in fields(self):
             value = getattr(self, spec.name)
             if spec.name in _TEXT_FIELDS:
