@@ -154,17 +154,16 @@ class Proxy:
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self._settings.max_body_bytes
-        too_large = errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
         if request.content_length is not None and request.content_length > limit:
-            raise too_large
+            raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
         chunks = []
         size = 0
         async for chunk in request.content.iter_any():
             size += len(chunk)
             if size > limit:
-                raise too_large
+                raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
             chunks.append(chunk)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _prepare(self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str) -> Call:
         req = endpoint.parse(body, content_type)

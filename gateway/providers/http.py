@@ -67,7 +67,10 @@ class OpenAICompatibleProvider:
         self._timeout = aiohttp.ClientTimeout(
             total=total_timeout, connect=connect_timeout, sock_read=read_timeout
         )
-        self._first_byte = first_byte_timeout
+        # aiohttp's sock_read already bounds the wait for the headers: a second timer only
+        # when the first-byte limit is the tighter one (it costs a timer per request).
+        tighter = first_byte_timeout is not None and first_byte_timeout < read_timeout
+        self._first_byte = first_byte_timeout if tighter else None
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -79,14 +82,18 @@ class OpenAICompatibleProvider:
     async def send(self, request: UpstreamRequest) -> HttpResponse:
         headers = self.upstream_headers(request.headers)
         try:
-            async with asyncio.timeout(self._first_byte):
-                response = await self._session.post(
-                    self._base + request.path,
-                    data=request.body,
-                    headers=headers,
-                    timeout=self._timeout,
-                    auto_decompress=False,
-                )
+            post = self._session.post(
+                self._base + request.path,
+                data=request.body,
+                headers=headers,
+                timeout=self._timeout,
+                auto_decompress=False,
+            )
+            if self._first_byte is None:
+                response = await post
+            else:
+                async with asyncio.timeout(self._first_byte):
+                    response = await post
         except TimeoutError as exc:
             raise errors.UpstreamTimeout(f"provider {self.name} did not answer in time") from exc
         except aiohttp.ClientError as exc:
