@@ -10,9 +10,12 @@ missing=()
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/bin/redis-cli ] || missing+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+apt_install() {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends "$@" >/dev/null
+}
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-     --no-install-recommends "${missing[@]}" >/dev/null) \
+  apt_install "${missing[@]}" || { sleep 5; apt_install "${missing[@]}"; } \
     || echo "apt-get could not install ${missing[*]}; some tests will use fallbacks"
 fi
 # The system redis-server may be running as a service: the tests start their own on free ports.
