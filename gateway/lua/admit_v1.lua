@@ -14,7 +14,13 @@
 --   {-2, bucket index 1..4, retry ms}  a rate limit is exhausted (retry -1: never fits)
 --   {-3}                               request id already used
 local now = now_ms()
-release_expired(KEYS[1], KEYS[2], KEYS[3], now)
+local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
+local cash = tonumber(w[1] or '0')
+local held = tonumber(w[2] or '0')
+-- held is the sum of this account's holds: with none outstanding there is nothing to expire.
+if held > 0 and release_expired(KEYS[1], KEYS[2], KEYS[3], now) > 0 then
+  held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')
+end
 
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return {-3}
@@ -49,8 +55,6 @@ for i = 1, 4 do
   end
 end
 
-local cash = tonumber(redis.call('HGET', KEYS[1], 'cash') or '0')
-local held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')
 local available = cash - held
 local hold = tonumber(ARGV[2])
 if available <= 0 then

@@ -20,9 +20,11 @@ local cost = tonumber(ARGV[2])
 if not cost or cost < 0 or cost > MAX or cost ~= math.floor(cost) then
   return redis.error_reply('settle_v2: cost out of range: ' .. tostring(ARGV[2]))
 end
-local status = redis.call('HGET', KEYS[4], 'status')
-local cash = tonumber(redis.call('HGET', KEYS[1], 'cash') or '0')
-local held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')
+local rec = redis.call('HMGET', KEYS[4], 'status', 'est_tokens')
+local status = rec[1]
+local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
+local cash = tonumber(w[1] or '0')
+local held = tonumber(w[2] or '0')
 if not status then
   return {-1}
 end
@@ -56,9 +58,9 @@ if cost > 0 then
 end
 
 -- The rate limiter counted the estimate at admission; give back (or take) the difference.
-local est = tonumber(redis.call('HGET', KEYS[4], 'est_tokens') or '0')
+local est = tonumber(rec[2] or '0')
 local delta = est - tonumber(ARGV[4])
-if delta ~= 0 then
+if delta ~= 0 and (tonumber(ARGV[5]) > 0 or tonumber(ARGV[6]) > 0) then
   for i = 6, 7 do
     local cap = tonumber(ARGV[i - 1])
     if cap > 0 and redis.call('EXISTS', KEYS[i]) == 1 then
