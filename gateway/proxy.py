@@ -2,8 +2,8 @@
 
 Money rules kept here:
 * nothing is forwarded before the admission script has placed a hold;
-* every admitted request is settled exactly once: the settle runs as its own task, shielded
-  from the handler's cancellation, and the app waits for such tasks on shutdown;
+* every admitted request is settled exactly once (see :mod:`gateway.settler`), whatever way
+  it ends: answered, failed upstream, cut by the client, or cancelled by shutdown;
 * the cost shown to the client (``X-Usage-Cost`` or the ``: x-usage-cost`` SSE comment) is the
   cost the settle script charged.
 """
@@ -12,35 +12,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
-from redis.exceptions import RedisError, ResponseError
 
 from gateway import errors, ratelimit
 from gateway.auth import Authenticator, Caller
-from gateway.endpoints import Endpoint, ParsedRequest
+from gateway.endpoints import Endpoint
 from gateway.endpoints.base import StreamTracker
 from gateway.metrics import Metrics
 from gateway.models import check_allowed
 from gateway.pricing_holder import PricingHolder
-from gateway.providers.base import Provider, UpstreamRequest, UpstreamResponse
+from gateway.providers.base import UpstreamRequest, UpstreamResponse
 from gateway.routing import Router
 from gateway.settings import Settings
+from gateway.settler import Call, Settler
 from gateway.sse import SSEDecoder, comment
 from gateway.tokens import TokenCounter
 from gateway.tracking import partial_usage
 from gateway.usage import EventKind
-from gateway.wallet import MAX_UNITS, Admission, Limits, Refusal, Wallet
-from pricing import ModelPrice, Usage, compute_cost, format_usd
+from gateway.wallet import Limits, Refusal, Wallet
+from pricing import compute_cost, format_usd
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +54,6 @@ DROP_RESPONSE = frozenset({
     # who our provider account is: not the caller's business
     "openai-organization", "openai-project", "anthropic-organization-id",
 })  # fmt: skip
-
-
-@dataclass(slots=True)
-class Call:
-    """One metered request as it moves through the proxy."""
-
-    request_id: str
-    caller: Caller
-    endpoint: Endpoint
-    req: ParsedRequest
-    price: ModelPrice
-    provider: Provider
-    limits: Limits
-    price_version: str
-    admission: Admission | None = None
-    started: float = field(default_factory=time.perf_counter)
-    upstream_seconds: float = 0.0
-    settled: bool = False
-
-    @property
-    def model(self) -> str:
-        return self.req.model
 
 
 class Proxy:
@@ -103,32 +77,14 @@ class Proxy:
         self._counter = counter
         self._metrics = metrics
         self._endpoints = endpoints
-        self._settling: set[asyncio.Future[Any]] = set()
-        self._request_log = logging.getLogger("tollgate.request")
-        self._leases: dict[str, str] = {}  # request id -> account id, while a hold is placed
+        self._settler = Settler(settings=settings, wallet=wallet, metrics=metrics)
 
     async def renew_leases(self) -> int:
-        """Push the hold deadlines of this process's requests in flight: a hold expires only
-        when its process is gone, however long its request runs."""
-        by_account: dict[str, list[str]] = {}
-        for request_id, account_id in list(self._leases.items()):
-            by_account.setdefault(account_id, []).append(request_id)
-        ttl_ms = int(self._settings.hold_ttl * 1000)
-        renewed = await asyncio.gather(
-            *(self._wallet.renew(a, ids, ttl_ms) for a, ids in by_account.items())
-        )
-        return sum(renewed)
+        return await self._settler.renew_leases()
 
     async def drain(self, seconds: float = 30.0) -> None:
         """Wait for settles still running (called on shutdown), at most ``seconds``."""
-        pending = set(self._settling)
-        if pending:
-            _, left = await asyncio.wait(pending, timeout=seconds)
-            for task in left:
-                task.cancel()
-            if left:
-                log.error("shutdown with %d settle(s) unfinished; their holds expire and the "
-                          "requests are unbilled: see the log above", len(left))  # fmt: skip
+        await self._settler.drain(seconds)
 
     # -- entry point -----------------------------------------------------------------------
 
@@ -148,7 +104,9 @@ class Proxy:
         finally:
             self._metrics.in_flight.dec()
             if not call.settled:  # nothing reached the client: release the hold, charge 0
-                await self._settle(call, None, status="failed", source="none", http_status=0)
+                await self._settler.settle(
+                    call, None, status="failed", source="none", http_status=0
+                )
 
     # -- before forwarding -----------------------------------------------------------------
 
@@ -234,7 +192,7 @@ class Proxy:
         call.admission = result
         self._metrics.holds.inc(result.hold / 1e9)  # a gauge for operators, not money
         if result.hold:
-            self._leases[call.request_id] = call.caller.account.id
+            self._settler.lease(call)
 
     def _refusal(
         self, call: Call, refusal: Refusal, hold: int, est_tokens: int
@@ -296,7 +254,7 @@ class Proxy:
             )
             source = call.endpoint.estimate_source(call.req)
         status = "settled" if upstream.status < 400 else "failed"
-        cost, balance = await self._settle(
+        cost, balance = await self._settler.settle(
             call, usage, status=status, source=source, http_status=upstream.status
         )
         headers = self._response_headers(call, upstream)
@@ -386,142 +344,9 @@ class Proxy:
         if usage is None:
             estimate = call.endpoint.estimate(call.req, tracker.text, self._counter)
             usage = partial_usage(tracker.usage, estimate)
-        cost, _ = await self._settle(call, usage, status="settled", source=source,
+        cost, _ = await self._settler.settle(call, usage, status="settled", source=source,
                                      http_status=200)  # fmt: skip
         return cost
-
-    # -- settling ----------------------------------------------------------------------------
-
-    async def _settle(
-        self, call: Call, usage: Usage | None, *, status: str, source: str, http_status: int
-    ) -> tuple[int, int | None]:
-        """Charge and release; returns (cost, balance after, or None if Redis failed and the
-        charge is being retried in the background). Survives cancellation."""
-        call.settled = True
-        self._leases.pop(call.request_id, None)
-        cost = compute_cost(usage, call.price) if usage is not None else 0
-        if cost > MAX_UNITS:  # only an absurd usage report gets here
-            log.error("cost of %s capped at the wallet maximum (was %d)", call.request_id, cost)
-            cost = MAX_UNITS
-        usage = usage or Usage()
-        # Packed in one field: every field is work for Redis and for the encoder, per request.
-        record = {
-            "status": status,
-            "result": orjson.dumps({
-                "usage_source": source,
-                "http_status": http_status,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cache_read_tokens": usage.cache_read_tokens,
-                "cache_write_tokens": usage.cache_write_tokens,
-                "cache_write_1h_tokens": usage.cache_write_1h_tokens,
-                "reasoning_tokens": usage.reasoning_tokens,
-                "images": usage.images,
-                "image_variant": usage.image_variant,
-                "audio_ms": usage.audio_ms,
-                "finished_ms": int(time.time() * 1000),
-            }).decode(),
-        }  # fmt: skip
-        attempt = functools.partial(
-            self._wallet.settle,
-            call.caller.account.id,
-            request_id=call.request_id,
-            key_id=call.caller.key.id,
-            cost=cost,
-            tokens=usage.total_tokens,
-            limits=call.limits,
-            record_ttl=self._settings.record_ttl,
-            record=record,
-            policy=call.caller.account.hold_policy,
-        )
-        task = self._track(asyncio.ensure_future(attempt()))
-        t0 = time.perf_counter()
-        try:
-            settlement = await asyncio.shield(task)
-        except ResponseError as exc:  # a script refused: retrying cannot help
-            log.error("settle of %s refused by Redis, request unbilled: %s", call.request_id,
-                      exc)  # fmt: skip
-            return cost, None
-        except (RedisError, OSError) as exc:
-            # The client has (or is about to have) its answer: never let it go free. The
-            # settle is idempotent on the request id, so retry it until Redis is back.
-            log.error("settle of %s failed (%s); retrying in the background", call.request_id,
-                      exc)  # fmt: skip
-            self._track(asyncio.ensure_future(self._settle_later(call.request_id, attempt)))
-            self._observe(call, usage, cost, http_status, source)
-            return cost, None
-        finally:
-            if call.admission is not None:
-                self._metrics.holds.dec(call.admission.hold / 1e9)
-        self._metrics.child(self._metrics.redis, "settle").observe(time.perf_counter() - t0)
-        if settlement is None:
-            log.error("settle of %s found no admitted request; nothing charged", call.request_id)
-            return 0, None
-        if settlement.shortfall and not settlement.replayed:
-            self._metrics.shortfall.inc(settlement.shortfall / 1e9)
-            log.warning("strict wallet %s could not pay all of %s: charged %s, short %s",
-                        call.caller.account.id, call.request_id, format_usd(settlement.cost),
-                        format_usd(settlement.shortfall))  # fmt: skip
-        self._observe(call, usage, settlement.cost, http_status, source)
-        return settlement.cost, settlement.balance
-
-    def _track(self, task: asyncio.Future[Any]) -> asyncio.Future[Any]:
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-        return task
-
-    async def _settle_later(self, request_id: str, attempt: Callable[[], Awaitable[Any]]) -> None:
-        delay = 0.1
-        deadline = time.monotonic() + max(self._settings.hold_ttl, 60.0)
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)
-            try:
-                await attempt()
-            except ResponseError as exc:
-                log.error("settle of %s refused by Redis, request unbilled: %s", request_id, exc)
-                return
-            except (RedisError, OSError) as exc:
-                delay = min(delay * 2, 5.0)
-                log.warning("settle of %s still failing: %s", request_id, exc)
-                continue
-            log.warning("settle of %s done after Redis came back", request_id)
-            return
-        log.error("settle of %s abandoned: Redis unreachable for too long; reconcile by hand",
-                  request_id)  # fmt: skip
-
-    def _observe(self, call: Call, usage: Usage, cost: int, http_status: int, source: str) -> None:
-        m = self._metrics
-        total = time.perf_counter() - call.started
-        overhead = max(total - call.upstream_seconds, 0.0)
-        m.request_done(
-            call.model,
-            call.provider.name,
-            str(http_status or "error"),
-            usage,
-            cost / 1e9,
-            total,
-            overhead,
-        )  # metrics only; the ledger stays exact
-        if self._request_log.isEnabledFor(logging.INFO):
-            self._request_log.info("request", extra={"fields": {
-                "request_id": call.request_id,
-                "account": call.caller.account.id,
-                "key": call.caller.key.id,
-                "project": call.caller.key.project,
-                "model": call.model,
-                "provider": call.provider.name,
-                "endpoint": call.endpoint.path,
-                "stream": call.req.stream,
-                "status": http_status or None,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cache_read_tokens": usage.cache_read_tokens,
-                "cache_write_tokens": usage.cache_write_tokens + usage.cache_write_1h_tokens,
-                "cost": format_usd(cost),
-                "usage_source": source,
-                "latency_ms": round(total * 1000, 3),
-                "overhead_ms": round(overhead * 1000, 3),
-            }})  # fmt: skip
 
 
 def route_path(request: web.Request) -> str:
