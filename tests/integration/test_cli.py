@@ -85,8 +85,13 @@ def servers() -> Iterator[list[Server]]:
     yield started
     for s in started:
         if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.communicate()
+            # SIGTERM first: a gateway stops its embedded redis-server on the way out.
+            s.proc.terminate()
+            try:
+                s.proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                s.proc.kill()
+                s.proc.communicate()
 
 
 async def test_serve_embedded_redis_mock_provider_and_persistence(
