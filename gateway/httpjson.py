@@ -12,21 +12,39 @@ from gateway import errors
 ADMIN_BODY_LIMIT = 64 * 1024
 
 
-async def json_object(request: web.Request, *, limit: int = ADMIN_BODY_LIMIT) -> dict[str, Any]:
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, refused with 413 as soon as it passes ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
-    if not body:
-        return {}
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """A JSON object from ``body``, or a 400 saying what is wrong with it."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise errors.InvalidRequest("The request body is not valid JSON.") from None
+        raise errors.InvalidRequest(
+            "The request body is not valid JSON."
+            if body
+            else "The request body is empty; send a JSON object."
+        ) from None
     if not isinstance(value, dict):
         raise errors.InvalidRequest("The request body must be a JSON object.")
     return value
+
+
+async def json_object(request: web.Request, *, limit: int = ADMIN_BODY_LIMIT) -> dict[str, Any]:
+    """An admin body: a JSON object, or {} when there is no body at all."""
+    body = await read_body(request, limit)
+    return parse_object(body) if body else {}
 
 
 def json_response(

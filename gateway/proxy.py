@@ -24,6 +24,7 @@ from gateway import errors, ratelimit
 from gateway.auth import Authenticator, Caller
 from gateway.endpoints import Endpoint
 from gateway.endpoints.base import StreamTracker
+from gateway.httpjson import read_body
 from gateway.metrics import Metrics
 from gateway.models import check_allowed
 from gateway.pricing_holder import PricingHolder
@@ -92,7 +93,7 @@ class Proxy:
         endpoint = self._endpoints[route_path(request)]
         try:
             caller = await self._auth.authenticate(request.headers)
-            body = await self._read_body(request)
+            body = await read_body(request, self._settings.max_body_bytes)
             call = self._prepare(endpoint, caller, body, request.headers.get("Content-Type", ""))
             await self._admit(call)
         except errors.GatewayError as exc:
@@ -109,19 +110,6 @@ class Proxy:
                 )
 
     # -- before forwarding -----------------------------------------------------------------
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        limit = self._settings.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
-        chunks = []
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
-            chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _prepare(self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str) -> Call:
         req = endpoint.parse(body, content_type)
@@ -165,7 +153,7 @@ class Proxy:
             policy=call.caller.account.hold_policy,
             est_tokens=est_tokens,
             limits=call.limits,
-            hold_ttl_ms=int(self._settings.hold_ttl * 1000),
+            hold_ttl_ms=self._settings.hold_ttl_ms,
             record_ttl=self._settings.record_ttl,
             record={
                 "meta": orjson.dumps(

@@ -57,6 +57,11 @@ class Settings:
     log_format: str = "json"
     aliases: Mapping[str, str] = field(default_factory=dict)  # model name clients use -> model
 
+    @property
+    def hold_ttl_ms(self) -> int:
+        """The hold deadline as the Lua scripts take it (Redis server time, milliseconds)."""
+        return int(self.hold_ttl * 1000)
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -127,11 +132,16 @@ def parse_settings(
         p = Path(value)
         return p if p.is_absolute() else base_dir / p
 
-    def number_field(name: str, default: float, *, integer: bool = False) -> float:
+    # Durations (seconds) and counts only: no money is configured in this file.
+    def seconds_field(name: str, default: float) -> float:
         value = data.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise fail(name, "must be a positive number")
-        if integer and not isinstance(value, int):
+        return float(value)
+
+    def count_field(name: str, default: int) -> int:
+        value = data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise fail(name, "must be a positive whole number")
         return value
 
@@ -163,22 +173,20 @@ def parse_settings(
         pricing_file=path_field("pricing_file", "pricing.yaml"),
         providers=providers,
         admin_token=env.get("TOLLGATE_ADMIN_TOKEN") or None,
-        max_body_bytes=int(number_field("max_body_bytes", 8 * 1024 * 1024, integer=True)),
-        connect_timeout=float(number_field("connect_timeout", 10.0)),
-        read_timeout=float(number_field("read_timeout", 600.0)),
-        hold_ttl=float(number_field("hold_ttl", 300.0)),
-        record_ttl=int(number_field("record_ttl", 7 * 86400, integer=True)),
-        shutdown_timeout=float(number_field("shutdown_timeout", 30.0)),
+        max_body_bytes=count_field("max_body_bytes", 8 * 1024 * 1024),
+        connect_timeout=seconds_field("connect_timeout", 10.0),
+        read_timeout=seconds_field("read_timeout", 600.0),
+        hold_ttl=seconds_field("hold_ttl", 300.0),
+        record_ttl=count_field("record_ttl", 7 * 86400),
+        shutdown_timeout=seconds_field("shutdown_timeout", 30.0),
         redis_cluster=bool_field("redis_cluster", False),
-        redis_timeout=float(number_field("redis_timeout", 2.0)),
-        first_byte_timeout=float(number_field("first_byte_timeout", 600.0)),
-        total_timeout=float(number_field("total_timeout", 3600.0)),
-        pool_size=int(number_field("pool_size", 1000, integer=True)),
-        pricing_poll_interval=float(number_field("pricing_poll_interval", 2.0)),
+        redis_timeout=seconds_field("redis_timeout", 2.0),
+        first_byte_timeout=seconds_field("first_byte_timeout", 600.0),
+        total_timeout=seconds_field("total_timeout", 3600.0),
+        pool_size=count_field("pool_size", 1000),
+        pricing_poll_interval=seconds_field("pricing_poll_interval", 2.0),
         log_format=choice_field("log_format", ("json", "text"), "json"),
-        default_max_output_tokens=int(
-            number_field("default_max_output_tokens", 4096, integer=True)
-        ),
+        default_max_output_tokens=count_field("default_max_output_tokens", 4096),
         aliases=_parse_aliases(data.get("aliases"), fail),
     )
 

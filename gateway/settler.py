@@ -73,7 +73,7 @@ class Settler:
         by_account: dict[str, list[str]] = {}
         for request_id, account_id in list(self._leases.items()):
             by_account.setdefault(account_id, []).append(request_id)
-        ttl_ms = int(self._settings.hold_ttl * 1000)
+        ttl_ms = self._settings.hold_ttl_ms
         renewed = await asyncio.gather(
             *(self._wallet.renew(a, ids, ttl_ms) for a, ids in by_account.items())
         )

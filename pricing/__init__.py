@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pricing.cost import compute_cost
 from pricing.money import UNITS_PER_USD, format_usd, parse_usd
+from pricing.parse import PricingError, load_pricing, parse_pricing
 from pricing.prices import ModelPrice, PriceNotFound, PriceTier
-from pricing.table import PriceTable, PricingError, load_pricing, parse_pricing
+from pricing.table import PriceTable
 from pricing.usage import Usage
 
 __all__ = [

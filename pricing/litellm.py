@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, Rounded
 
 from pricing.money import decimal_to_units
-from pricing.table import PricingError
+from pricing.parse import PricingError
 
 __all__ = ["LitellmImport", "convert_litellm"]
 

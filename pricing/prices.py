@@ -11,7 +11,7 @@
   quality as the same thing, and raises ``PriceNotFound`` rather than guessing a price.
 
 All prices are integer nanodollars; ``None`` means "not priced this way". Parsing and
-validation live in ``pricing.table``; arithmetic lives in ``pricing.cost``.
+validation live in ``pricing.parse``; arithmetic lives in ``pricing.cost``.
 """
 
 from __future__ import annotations

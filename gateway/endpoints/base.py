@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import orjson
 
 from gateway import errors
+from gateway.httpjson import parse_object
 from gateway.sse import SSEEvent
 from gateway.tokens import TokenCounter
 from gateway.usage import EventKind
@@ -38,20 +39,6 @@ class StreamTracker(Protocol):
     def mark(self) -> Any: ...
 
     def truncate(self, mark: Any) -> None: ...
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise errors.InvalidRequest(
-            "The request body is not valid JSON."
-            if body
-            else "The request body is empty; send a JSON object."
-        ) from None
-    if not isinstance(payload, dict):
-        raise errors.InvalidRequest("The request body must be a JSON object.")
-    return payload
 
 
 def positive_int(value: object) -> int | None:
@@ -88,7 +75,7 @@ class Endpoint:
 
     def read(self, body: bytes, content_type: str) -> ParsedRequest:
         """Parse a JSON request body; raises ``InvalidRequest`` on anything malformed."""
-        return self.from_payload(parse_json_object(body), body)
+        return self.from_payload(parse_object(body), body)
 
     def from_payload(self, payload: dict[str, Any], body: bytes) -> ParsedRequest:
         """Check the fields every endpoint reads (``model``, ``stream``, ``n``)."""

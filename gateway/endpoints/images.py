@@ -12,7 +12,8 @@ from __future__ import annotations
 import orjson
 
 from gateway import errors
-from gateway.endpoints.base import Endpoint, ParsedRequest, parse_json_object
+from gateway.endpoints.base import Endpoint, ParsedRequest
+from gateway.httpjson import parse_object
 from gateway.tokens import TokenCounter
 from gateway.tracking import body_json
 from pricing import ModelPrice, PriceNotFound, Usage
@@ -31,7 +32,7 @@ class ImageGenerations(Endpoint):
     streams = False
 
     def read(self, body: bytes, content_type: str) -> ParsedRequest:
-        payload = parse_json_object(body)
+        payload = parse_object(body)
         # What is billed is what is asked: a default the upstream would pick on its own
         # (possibly a different one tomorrow) is written into the request instead.
         defaults = {"model": DEFAULT_MODEL, "size": DEFAULT_SIZE}
