@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -31,6 +30,7 @@ from gateway.pricing_reload import PricingReloader
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider
 from gateway.providers.http import OpenAICompatibleProvider
+from gateway.providers.http1 import Pool
 from gateway.providers.mock import MockProvider
 from gateway.proxy import Proxy
 from gateway.reaper import reap_forever, renew_forever
@@ -102,9 +102,7 @@ def _render(exc: errors.GatewayError) -> web.Response:
     return json_response(exc.body(), status=exc.status, headers=exc.headers or None)
 
 
-def build_providers(
-    settings: Settings, session: aiohttp.ClientSession, counter: TokenCounter
-) -> Router:
+def build_providers(settings: Settings, pool: Pool, counter: TokenCounter) -> Router:
     routes: list[tuple[tuple[str, ...], Provider]] = []
     for config in settings.providers:
         provider: Provider
@@ -114,7 +112,7 @@ def build_providers(
             http = AnthropicProvider if config.kind == "anthropic" else OpenAICompatibleProvider
             provider = http(
                 config,
-                session,
+                pool,
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
                 first_byte_timeout=settings.first_byte_timeout,
@@ -130,7 +128,7 @@ def create_app(
     redis: Any,
     admin_token_sha256: str,
     registry: CollectorRegistry | None = None,
-    session: aiohttp.ClientSession | None = None,
+    pool: Pool | None = None,
     pricing: PriceTable | None = None,
     counter: TokenCounter | None = None,
     scripts: ScriptCaller | None = None,
@@ -160,11 +158,8 @@ def create_app(
     app[METRICS] = metrics
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        own_session = session is None
-        http = session or aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.pool_size, ttl_dns_cache=300),
-            auto_decompress=False,
-        )
+        own_pool = pool is None
+        http = pool or Pool(limit=settings.pool_size)
         await asyncio.get_running_loop().run_in_executor(None, counter.warm)
         app[PROXY] = Proxy(
             endpoints=endpoints,
@@ -193,7 +188,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await app[PROXY].drain(seconds=settings.shutdown_timeout)
-        if own_session:
+        if own_pool:
             await http.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -1,45 +1,44 @@
-"""Providers reached over HTTP: any OpenAI-compatible base URL (Anthropic's: ``anthropic.py``)."""
+"""Providers reached over HTTP: any OpenAI-compatible base URL (Anthropic's: ``anthropic.py``).
+
+The transport is :mod:`gateway.providers.http1`; this module maps its failures to the
+gateway's errors (a timeout is a 504, a broken connection a 502) and adds the credentials.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
-
-import aiohttp
 
 from gateway import errors
 from gateway.providers.base import UpstreamRequest
+from gateway.providers.http1 import ClientTimeout, ConnectionBroken, Origin, Pool, Timeouts
+from gateway.providers.http1 import Response as Http1Response
 from gateway.settings import ProviderConfig
 
 
 class HttpResponse:
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: Http1Response) -> None:
         self._response = response
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.content.iter_any():
+            async for chunk in self._response.iter_chunks():
                 yield chunk
-        except TimeoutError as exc:
+        except ClientTimeout as exc:
             raise errors.UpstreamTimeout(
                 "the upstream stopped sending before the answer ended"
             ) from exc
-        except aiohttp.ClientError as exc:
-            raise errors.UpstreamError(
-                f"the upstream connection broke: {type(exc).__name__}"
-            ) from exc
+        except ConnectionBroken as exc:
+            raise errors.UpstreamError(f"the upstream connection broke: {exc}") from exc
 
     async def read(self) -> bytes:
         try:
             return await self._response.read()
-        except TimeoutError as exc:
+        except ClientTimeout as exc:
             raise errors.UpstreamTimeout("the upstream did not finish its answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise errors.UpstreamError(
-                f"the upstream connection broke: {type(exc).__name__}"
-            ) from exc
+        except ConnectionBroken as exc:
+            raise errors.UpstreamError(f"the upstream connection broke: {exc}") from exc
 
     def close(self) -> None:
         self._response.close()
@@ -51,7 +50,7 @@ class OpenAICompatibleProvider:
     def __init__(
         self,
         config: ProviderConfig,
-        session: aiohttp.ClientSession,
+        pool: Pool,
         *,
         connect_timeout: float,
         read_timeout: float,
@@ -59,45 +58,32 @@ class OpenAICompatibleProvider:
         total_timeout: float | None = None,
     ) -> None:
         self.name = config.name
-        self._base = config.base_url
+        self._origin = Origin.parse(config.base_url)
         self._api_key = config.api_key
-        self._session = session
-        # connect: to open the connection; sock_read: the longest silence; total: the whole
-        # answer, streams included; first byte: until the answer's headers arrive.
-        self._timeout = aiohttp.ClientTimeout(
-            total=total_timeout, connect=connect_timeout, sock_read=read_timeout
-        )
-        # aiohttp's sock_read already bounds the wait for the headers: a second timer only
-        # when the first-byte limit is the tighter one (it costs a timer per request).
-        tighter = first_byte_timeout is not None and first_byte_timeout < read_timeout
-        self._first_byte = first_byte_timeout if tighter else None
+        self._pool = pool
+        # connect: a pool slot and the connection; read: the longest silence; first byte:
+        # until the answer's headers arrive; total: the whole answer, streams included.
+        self._timeouts = Timeouts(
+            connect=connect_timeout, read=read_timeout, first_byte=first_byte_timeout,
+            total=total_timeout,
+        )  # fmt: skip
+        self._fixed = {**self.auth_headers(), "Accept-Encoding": "identity"}
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
     def upstream_headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
         """The headers sent upstream: the client's (already filtered) plus our credentials."""
-        return {**client_headers, **self.auth_headers(), "Accept-Encoding": "identity"}
+        return {**client_headers, **self._fixed}
 
     async def send(self, request: UpstreamRequest) -> HttpResponse:
         headers = self.upstream_headers(request.headers)
         try:
-            post = self._session.post(
-                self._base + request.path,
-                data=request.body,
-                headers=headers,
-                timeout=self._timeout,
-                auto_decompress=False,
+            response = await self._pool.request(
+                self._origin, request.path, headers, request.body, self._timeouts
             )
-            if self._first_byte is None:
-                response = await post
-            else:
-                async with asyncio.timeout(self._first_byte):
-                    response = await post
-        except TimeoutError as exc:
+        except ClientTimeout as exc:
             raise errors.UpstreamTimeout(f"provider {self.name} did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise errors.UpstreamError(
-                f"provider {self.name} could not be reached: {type(exc).__name__}"
-            ) from exc
+        except (ConnectionBroken, ValueError) as exc:
+            raise errors.UpstreamError(f"provider {self.name} could not be reached: {exc}") from exc
         return HttpResponse(response)
