@@ -38,7 +38,7 @@ from gateway.routing import Router
 from gateway.scripts import ScriptCaller
 from gateway.settings import Settings
 from gateway.tokens import TokenCounter
-from gateway.wallet import Wallet, read_request_record
+from gateway.wallet import Wallet
 from pricing import PriceTable, format_usd, load_pricing
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def create_app(
     async def my_request(request: web.Request) -> web.Response:
         caller = await auth.authenticate(request.headers)
         rid = request.match_info["request_id"]
-        record = await read_request_record(redis, caller.account.id, rid)
+        record = await wallet.request_record(caller.account.id, rid)
         if record is None:
             raise errors.NotFound(f"No request {rid!r} for this account.")
         return json_response(request_json(rid, record))

@@ -5,7 +5,9 @@ Money rules kept here:
 * every admitted request is settled exactly once (see :mod:`gateway.settler`), whatever way
   it ends: answered, failed upstream, cut by the client, or cancelled by shutdown;
 * the cost shown to the client (``X-Usage-Cost`` or the ``: x-usage-cost`` SSE comment) is the
-  cost the settle script charged.
+  cost the settle script charged. When the request's hold covers its cost the script cannot
+  charge anything else, so the answer goes out without waiting for Redis's reply (one round
+  trip off every answer); otherwise it waits for the charge Redis reports.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from gateway.pricing_holder import PricingHolder
 from gateway.providers.base import UpstreamRequest, UpstreamResponse
 from gateway.routing import Router
 from gateway.settings import Settings
-from gateway.settler import Call, Settler
+from gateway.settler import Call, Settler, Settling
 from gateway.sse import SSEDecoder, comment
 from gateway.tokens import TokenCounter
 from gateway.tracking import partial_usage
@@ -242,9 +244,10 @@ class Proxy:
             )
             source = call.endpoint.estimate_source(call.req)
         status = "settled" if upstream.status < 400 else "failed"
-        cost, balance = await self._settler.settle(
+        settling = self._settler.start(
             call, usage, status=status, source=source, http_status=upstream.status
         )
+        cost, balance = await self._outcome(call, settling)
         headers = self._response_headers(call, upstream)
         headers["X-Usage-Cost"] = format_usd(cost)
         headers["X-Total-Tokens"] = str(usage.total_tokens if usage else 0)
@@ -332,9 +335,21 @@ class Proxy:
         if usage is None:
             estimate = call.endpoint.estimate(call.req, tracker.text, self._counter)
             usage = partial_usage(tracker.usage, estimate)
-        cost, _ = await self._settler.settle(call, usage, status="settled", source=source,
-                                     http_status=200)  # fmt: skip
+        settling = self._settler.start(call, usage, status="settled", source=source,
+                                       http_status=200)  # fmt: skip
+        cost, _ = await self._outcome(call, settling)
         return cost
+
+    async def _outcome(self, call: Call, settling: Settling) -> tuple[int, int | None]:
+        """(cost, balance after) for the answer. When the settle can only charge its cost,
+        the answer does not wait for Redis's reply: the settle finishes in its own task, and
+        this process's reads of the wallet wait for it. The balance is then the admission's
+        view of it less this charge (exact unless other requests of the account overlapped)."""
+        admission = call.admission
+        if settling.certain and admission is not None:
+            call.answered_early = True
+            return settling.cost, admission.available + admission.hold - settling.cost
+        return await asyncio.shield(settling.task)
 
 
 def route_path(request: web.Request) -> str:

@@ -26,10 +26,20 @@ from gateway.endpoints import Endpoint, ParsedRequest
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.settings import Settings
-from gateway.wallet import MAX_UNITS, Admission, Limits, Wallet
+from gateway.wallet import MAX_UNITS, Admission, Limits, Settlement, Wallet
 from pricing import ModelPrice, Usage, compute_cost, format_usd
 
 log = logging.getLogger("gateway.proxy")
+
+
+@dataclass(frozen=True, slots=True)
+class Settling:
+    """A settle in flight. ``certain``: it will charge exactly ``cost`` (see
+    ``Settler._certain``), so the answer may go out before Redis confirms."""
+
+    cost: int
+    task: asyncio.Future[tuple[int, int | None]]
+    certain: bool
 
 
 @dataclass(slots=True)
@@ -48,6 +58,7 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     upstream_seconds: float = 0.0
     settled: bool = False
+    answered_early: bool = False  # the client had its answer before the settle's reply
 
     @property
     def model(self) -> str:
@@ -90,11 +101,11 @@ class Settler:
                 log.error("shutdown with %d settle(s) unfinished; their holds expire and the "
                           "requests are unbilled: see the log above", len(left))  # fmt: skip
 
-    async def settle(
+    def start(
         self, call: Call, usage: Usage | None, *, status: str, source: str, http_status: int
-    ) -> tuple[int, int | None]:
-        """Charge and release; returns (cost, balance after, or None if Redis failed and the
-        charge is being retried in the background). Survives cancellation."""
+    ) -> Settling:
+        """Start charging and releasing: the settle runs as its own task (it survives the
+        handler's cancellation), and the caller decides whether to wait for Redis's reply."""
         call.settled = True
         self._leases.pop(call.request_id, None)
         cost = compute_cost(usage, call.price) if usage is not None else 0
@@ -132,10 +143,43 @@ class Settler:
             record=record,
             policy=call.caller.account.hold_policy,
         )
-        task = self._track(asyncio.ensure_future(attempt()))
+        task = self._track(asyncio.ensure_future(
+            self._run(call, usage, cost, attempt, http_status, source)
+        ))  # fmt: skip
+        self._wallet.settling(call.caller.account.id, task)
+        return Settling(cost, task, self._certain(call, cost))
+
+    async def settle(
+        self, call: Call, usage: Usage | None, *, status: str, source: str, http_status: int
+    ) -> tuple[int, int | None]:
+        """Charge and release, and wait for Redis: returns (cost, balance after, or None if
+        Redis failed and the charge is being retried in the background)."""
+        settling = self.start(call, usage, status=status, source=source, http_status=http_status)
+        return await asyncio.shield(settling.task)
+
+    def _certain(self, call: Call, cost: int) -> bool:
+        """True when the settle cannot charge anything but ``cost``: the request's hold covers
+        it (so even a strict wallet pays it in full) or the wallet is postpaid, and the hold
+        is young enough to exist whether or not its renewals went through."""
+        admission = call.admission
+        if admission is None:
+            return False
+        if time.perf_counter() - call.started > self._settings.hold_ttl / 2:
+            return False
+        return cost <= admission.hold or call.caller.account.hold_policy == "postpaid"
+
+    async def _run(
+        self,
+        call: Call,
+        usage: Usage,
+        cost: int,
+        attempt: Callable[[], Awaitable[Settlement | None]],
+        http_status: int,
+        source: str,
+    ) -> tuple[int, int | None]:
         t0 = time.perf_counter()
         try:
-            settlement = await asyncio.shield(task)
+            settlement = await attempt()
         except ResponseError as exc:  # a script refused: retrying cannot help
             log.error("settle of %s refused by Redis, request unbilled: %s", call.request_id,
                       exc)  # fmt: skip
@@ -153,20 +197,31 @@ class Settler:
                 self._metrics.holds.dec(call.admission.hold / 1e9)
         self._metrics.child(self._metrics.redis, "settle").observe(time.perf_counter() - t0)
         if settlement is None:
-            log.error("settle of %s found no admitted request; nothing charged", call.request_id)
+            log.error("settle of %s found no admitted request; nothing charged%s",
+                      call.request_id, " (its answer showed a cost)" if call.answered_early and cost
+                      else "")  # fmt: skip
             return 0, None
         if settlement.shortfall and not settlement.replayed:
             self._metrics.shortfall.inc(settlement.shortfall / 1e9)
             log.warning("strict wallet %s could not pay all of %s: charged %s, short %s",
                         call.caller.account.id, call.request_id, format_usd(settlement.cost),
                         format_usd(settlement.shortfall))  # fmt: skip
+        if call.answered_early and settlement.cost != cost:
+            # Cannot happen while the hold covers the cost; say so loudly if it ever does.
+            log.error("settle of %s charged %s after its answer showed %s", call.request_id,
+                      format_usd(settlement.cost), format_usd(cost))  # fmt: skip
         self._observe(call, usage, settlement.cost, http_status, source)
         return settlement.cost, settlement.balance
 
     def _track(self, task: asyncio.Future[Any]) -> asyncio.Future[Any]:
         self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        task.add_done_callback(self._ended)
         return task
+
+    def _ended(self, task: asyncio.Future[Any]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a settle failed", exc_info=task.exception())
 
     async def _settle_later(self, request_id: str, attempt: Callable[[], Awaitable[Any]]) -> None:
         delay = 0.1

@@ -129,6 +129,28 @@ class Wallet:
         """``scripts`` runs the Lua (default: through ``redis`` itself)."""
         self._redis = redis
         self._scripts = scripts or RedisPyScripts(redis)
+        # Settles this process has started and Redis has not yet confirmed, per account: a
+        # client may have its answer before its settle's reply is back (see gateway.settler),
+        # and its next read of the wallet must already show the charge.
+        self._settling: dict[str, set[asyncio.Future[Any]]] = {}
+
+    def settling(self, account_id: str, task: asyncio.Future[Any]) -> None:
+        """Reads of ``account_id`` through this wallet wait for ``task`` (a settle) to end."""
+        tasks = self._settling.setdefault(account_id, set())
+        tasks.add(task)
+
+        def done(_: asyncio.Future[Any]) -> None:
+            tasks.discard(task)
+            if not tasks and self._settling.get(account_id) is tasks:
+                del self._settling[account_id]
+
+        task.add_done_callback(done)
+
+    async def settled(self, account_id: str) -> None:
+        """Wait until the settles of ``account_id`` started in this process have ended."""
+        tasks = self._settling.get(account_id)
+        if tasks:
+            await asyncio.wait(set(tasks))
 
     async def admit(
         self,
@@ -264,6 +286,7 @@ class Wallet:
         return sum(released)
 
     async def view(self, account_id: str) -> WalletView:
+        await self.settled(account_id)
         await self.sweep(account_id)
         k = AccountKeys(account_id)
         month = month_field()
@@ -274,6 +297,14 @@ class Wallet:
         return WalletView(
             cash=n[0], held=n[1], topups=n[2], refunds=n[3], charges=n[4], month_spend=n[5]
         )
+
+    async def request_record(self, account_id: str, request_id: str) -> dict[str, str] | None:
+        """The metered record of one request, as stored (None: no such request)."""
+        await self.settled(account_id)
+        raw = await self._redis.hgetall(AccountKeys(account_id).request(request_id))
+        if not raw:
+            return None
+        return {_s(k): _s(v) for k, v in raw.items()}
 
     async def transactions(self, account_id: str, *, limit: int = 100) -> list[Transaction]:
         """Newest first."""
@@ -299,12 +330,3 @@ def _transaction(entry_id: str, flat: Sequence[Any]) -> Transaction:
         created_ms=int(f.get("ts", "0")),
         note=f.get("note", ""),
     )
-
-
-async def read_request_record(
-    redis: Any, account_id: str, request_id: str
-) -> dict[str, str] | None:
-    raw = await redis.hgetall(AccountKeys(account_id).request(request_id))
-    if not raw:
-        return None
-    return {_s(k): _s(v) for k, v in raw.items()}

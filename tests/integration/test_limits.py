@@ -81,6 +81,7 @@ async def test_tpm_counts_the_estimate_then_corrects_to_actual(
     assert int(headers["x-ratelimit-remaining-tokens"]) < 100
     status, _, _ = await chat(gateway, key, max_tokens=900)
     assert status == 200
+    await gateway.wallet(account)  # a wallet read waits for this process's settles
     _, keys = await gateway.admin("GET", f"/admin/accounts/{account}/keys")
     bucket = AccountKeys(account).bucket("key:" + keys["data"][0]["id"], "tpm")
     assert float(await redis.hget(bucket, "level")) > 900  # two short answers, corrected back

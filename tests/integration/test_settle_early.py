@@ -1,0 +1,86 @@
+"""An answer whose hold covers its cost goes out before Redis confirms the settle.
+
+The charge is then certain (the settle script cannot cut it), so the client does not wait a
+Redis round trip for it; the wallet, read through the gateway right after, already shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from gateway.rediskeys import AccountKeys
+from pricing import parse_usd
+from tests.integration.conftest import Gateway
+from tests.support.fake_upstream import FakeUpstream
+
+
+async def chat(gw: Gateway, key: str, **extra: Any) -> tuple[int, dict[str, str]]:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], **extra}
+    async with gw.http.post(gw.url + "/v1/chat/completions", json=body,
+                            headers={"Authorization": f"Bearer {key}"}) as r:  # fmt: skip
+        await r.read()
+        return r.status, {k.lower(): v for k, v in r.headers.items()}
+
+
+async def test_balance_remaining_is_the_wallet_after_each_request(gateway: Gateway) -> None:
+    account, key = await gateway.account(topup="1.00")
+    spent = 0
+    for max_tokens in (5, 50, 500):
+        status, headers = await chat(gateway, key, max_tokens=max_tokens)
+        assert status == 200
+        spent += parse_usd(headers["x-usage-cost"])
+        wallet = await gateway.wallet(account)
+        assert headers["x-balance-remaining"] == wallet["balance"]
+        assert parse_usd(wallet["balance"]) == parse_usd("1.00") - spent
+        assert wallet["held"] == "0.00"
+
+
+async def test_answer_does_not_wait_for_the_settle_reply(
+    gateway: Gateway, redis: Any, upstream: FakeUpstream
+) -> None:
+    info = await redis.info("server")
+    if int(str(info["redis_version"]).split(".")[0]) < 7:
+        pytest.skip("CLIENT PAUSE WRITE pauses scripts only from Redis 7")  # pragma: no cover
+    account, key = await gateway.account(topup="1.00")
+    upstream.delay = 0.3  # time to pause Redis's writes while the upstream works
+
+    async def pause_during_upstream() -> None:
+        await asyncio.sleep(0.15)  # admitted (the hold is placed), upstream still answering
+        await redis.execute_command("CLIENT", "PAUSE", 800, "WRITE")
+
+    pauser = asyncio.create_task(pause_during_upstream())
+    t0 = time.monotonic()
+    status, headers = await chat(gateway, key, max_tokens=20)
+    answered = time.monotonic() - t0
+    await pauser
+    assert status == 200
+    assert answered < 0.15 + 0.8 - 0.1, answered  # not held back until the pause ended
+    k = AccountKeys(account)
+    assert int(await redis.hget(k.wallet, "held")) > 0  # the settle is still waiting in Redis
+    wallet = await gateway.wallet(account)  # waits for this process's settle of the account
+    assert time.monotonic() - t0 >= 0.15 + 0.8 - 0.05
+    assert wallet["held"] == "0.00"
+    cost = parse_usd(headers["x-usage-cost"])
+    assert cost > 0
+    assert parse_usd(wallet["balance"]) == parse_usd("1.00") - cost
+    assert headers["x-balance-remaining"] == wallet["balance"]
+
+
+async def test_a_cost_above_the_hold_waits_for_the_settle(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    """Strict wallet, upstream reports more than the worst case: the settle cuts the charge to
+    what the wallet can pay, and the header must show that cut charge, so the answer waits."""
+    account, key = await gateway.account(topup="0.000100")
+    upstream.usage_override = {"prompt_tokens": 5, "completion_tokens": 2_000_000,
+                               "total_tokens": 2_000_005}  # fmt: skip
+    status, headers = await chat(gateway, key, max_tokens=5)
+    assert status == 200
+    wallet = await gateway.wallet(account)
+    assert wallet["balance"] == "0.00"
+    assert parse_usd(headers["x-usage-cost"]) == parse_usd("0.000100")  # cut to what was left
+    assert headers["x-balance-remaining"] == "0.00"
