@@ -347,7 +347,6 @@ class Proxy:
         view of it less this charge (exact unless other requests of the account overlapped)."""
         admission = call.admission
         if settling.certain and admission is not None:
-            call.answered_early = True
             return settling.cost, admission.available + admission.hold - settling.cost
         return await asyncio.shield(settling.task)
 

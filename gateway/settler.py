@@ -58,7 +58,7 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     upstream_seconds: float = 0.0
     settled: bool = False
-    answered_early: bool = False  # the client had its answer before the settle's reply
+    answered_early: bool = False  # the answer need not wait for the settle's reply
 
     @property
     def model(self) -> str:
@@ -147,7 +147,11 @@ class Settler:
             self._run(call, usage, cost, attempt, http_status, source)
         ))  # fmt: skip
         self._wallet.settling(call.caller.account.id, task)
-        return Settling(cost, task, self._certain(call, cost))
+        certain = self._certain(call, cost)
+        if certain:  # the answer goes out now: count it now, as what it will be charged
+            call.answered_early = True
+            self._observe(call, usage, cost, http_status, source)
+        return Settling(cost, task, certain)
 
     async def settle(
         self, call: Call, usage: Usage | None, *, status: str, source: str, http_status: int
@@ -190,7 +194,8 @@ class Settler:
             log.error("settle of %s failed (%s); retrying in the background", call.request_id,
                       exc)  # fmt: skip
             self._track(asyncio.ensure_future(self._settle_later(call.request_id, attempt)))
-            self._observe(call, usage, cost, http_status, source)
+            if not call.answered_early:
+                self._observe(call, usage, cost, http_status, source)
             return cost, None
         finally:
             if call.admission is not None:
@@ -210,7 +215,8 @@ class Settler:
             # Cannot happen while the hold covers the cost; say so loudly if it ever does.
             log.error("settle of %s charged %s after its answer showed %s", call.request_id,
                       format_usd(settlement.cost), format_usd(cost))  # fmt: skip
-        self._observe(call, usage, settlement.cost, http_status, source)
+        if not call.answered_early:
+            self._observe(call, usage, settlement.cost, http_status, source)
         return settlement.cost, settlement.balance
 
     def _track(self, task: asyncio.Future[Any]) -> asyncio.Future[Any]:
