@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -154,6 +155,14 @@ async def _admin_token(settings: Settings) -> str:
         await client.aclose()
 
 
+async def _freeze_heap(_: web.Application) -> None:
+    """After start-up (tokenizer loaded), move every object into the collector's permanent
+    generation: a full collection would otherwise walk tiktoken's tables, a ~90 ms pause on
+    this VM, whenever one is due under load."""
+    gc.collect()
+    gc.freeze()
+
+
 def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_port: bool) -> None:
     if reuse_port:  # a spawned worker: its own process, its own log thread
         listener = configure_logging(os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"),
@@ -180,6 +189,7 @@ def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_
             await client.aclose()
 
         app.on_cleanup.append(close_redis)
+        app.on_startup.append(_freeze_heap)
         return app
 
     web.run_app(
