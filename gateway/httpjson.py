@@ -16,6 +16,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole request body, refused with 413 as soon as it passes ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
+    content = request.content
+    if content.is_eof() and content.total_bytes <= limit:  # all arrived with the headers
+        return content.read_nowait()
     chunks = []
     size = 0
     async for chunk in request.content.iter_any():
