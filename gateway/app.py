@@ -136,7 +136,7 @@ def create_app(
     """Build the gateway. ``redis`` is a redis.asyncio client the caller owns; ``scripts``
     runs the wallet's Lua (default: through ``redis``; see :mod:`gateway.fastredis`)."""
     registry = registry if registry is not None else CollectorRegistry()
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, settings.metrics_dir)
     holder = PricingHolder(pricing if pricing is not None else load_pricing(settings.pricing_file))
     metrics.set_pricing_version(holder.table.version)
     reloader = PricingReloader(settings.pricing_file, holder, metrics)
@@ -156,6 +156,7 @@ def create_app(
     app[WALLET] = wallet
     app[AUTH] = auth
     app[METRICS] = metrics
+    app.cleanup_ctx.append(metrics.publishing)  # first in, so last out
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own_pool = pool is None
@@ -225,7 +226,7 @@ def create_app(
         return json_response({"status": "ok", "pricing_version": holder.table.version})
 
     async def metrics_view(request: web.Request) -> web.Response:
-        response = web.Response(body=exposition(registry))
+        response = web.Response(body=exposition(metrics))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 

@@ -87,11 +87,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
         if workers == 1:
             _run_worker(settings, host, port, token_sha, reuse_port=False)
         else:
-            # Workers share one set of metric files so any worker's /metrics shows them all.
+            # Workers publish their metrics here so any worker's /metrics shows them all.
             metrics_dir = settings.data_dir / f"metrics-{os.getpid()}"
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir(parents=True)
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+            settings = settings.with_overrides(metrics_dir=metrics_dir)
             ctx = multiprocessing.get_context("spawn")
             procs = [
                 ctx.Process(target=_run_worker, args=(settings, host, port, token_sha, True))

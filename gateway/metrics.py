@@ -1,20 +1,21 @@
 """Prometheus metrics, registered on an injected registry (one per app, one per test).
 
 Labels stay low-cardinality: model names come from the price table (unpriced models are
-refused before any label is made), never account or key ids. With several workers the values
-live in prometheus-client's multiprocess files and every worker's /metrics shows the whole
-server (gauges are summed over live processes).
+refused before any label is made), never account or key ids. With several workers each one
+counts in its own process and every worker's /metrics shows the whole server (see
+:mod:`gateway.metrics_share`).
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.metrics_share import SharedMetrics
 from pricing import Usage
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
@@ -22,11 +23,18 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05,
                     0.1, 0.25, 1)  # fmt: skip
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2)
+# How a gauge's values merge over workers (prometheus-client's multiprocess_mode); "live"
+# modes count live workers only. See gateway.metrics_share.
+GaugeMode = Literal["sum", "livesum", "min", "livemin", "max", "livemax", "all", "liveall"]
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    """The gateway's metrics on ``registry``; with ``shared_dir`` (``tollgate serve --workers
+    N``) also published there for the other workers, and merged with theirs on /metrics."""
+
+    def __init__(self, registry: CollectorRegistry, shared_dir: Path | None = None) -> None:
         self.registry = registry
+        self.gauge_modes: dict[str, str] = {}  # how workers' values merge, by gauge name
         r = registry
         self.requests = Counter("tollgate_requests", "Metered requests by outcome.",
                                 ["model", "provider", "status"], registry=r)  # fmt: skip
@@ -50,22 +58,37 @@ class Metrics:
         self.shortfall = Counter("tollgate_strict_shortfall_usd",
                                  "USD a strict wallet could not pay (its charge was cut).",
                                  registry=r)  # fmt: skip
-        self.in_flight = Gauge("tollgate_in_flight_requests", "Requests being served.",
-                               multiprocess_mode="livesum", registry=r)  # fmt: skip
-        self.holds = Gauge("tollgate_holds_outstanding_usd",
-                           "USD held for requests in flight in this server.",
-                           multiprocess_mode="livesum", registry=r)  # fmt: skip
-        self.pricing_info = Gauge("tollgate_pricing_info", "The price table in force (value 1).",
-                                  ["version"], multiprocess_mode="liveall",
-                                  registry=r)  # fmt: skip
+        self.in_flight = self._gauge("tollgate_in_flight_requests", "Requests being served.",
+                                     "livesum")  # fmt: skip
+        self.holds = self._gauge("tollgate_holds_outstanding_usd",
+                                 "USD held for requests in flight in this server.",
+                                 "livesum")  # fmt: skip
+        self.pricing_info = self._gauge("tollgate_pricing_info",
+                                        "The price table in force (value 1).", "liveall",
+                                        ["version"])  # fmt: skip
         self.pricing_reloads = Counter("tollgate_pricing_reloads",
                                        "Price table reloads, by result (ok or error).",
                                        ["result"], registry=r)  # fmt: skip
-        self.pricing_reload_ok = Gauge("tollgate_pricing_last_reload_ok",
-                                       "1 if the last pricing reload succeeded, else 0.",
-                                       multiprocess_mode="livemin", registry=r)  # fmt: skip
+        self.pricing_reload_ok = self._gauge("tollgate_pricing_last_reload_ok",
+                                             "1 if the last pricing reload succeeded, else 0.",
+                                             "livemin")  # fmt: skip
         self.pricing_reload_ok.set(1)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.shared = SharedMetrics(registry, shared_dir, self.gauge_modes) if shared_dir else None
+
+    def _gauge(self, name: str, doc: str, mode: GaugeMode, labels: Sequence[str] = ()) -> Gauge:
+        self.gauge_modes[name] = mode
+        return Gauge(name, doc, labels, multiprocess_mode=mode, registry=self.registry)
+
+    async def publishing(self, _app: object) -> AsyncIterator[None]:
+        """For ``app.cleanup_ctx``, ahead of anything that updates metrics while it stops:
+        with several workers, publish this worker's figures every interval and a last time
+        once everything else has shut down."""
+        if self.shared is None:
+            yield
+            return
+        async with self.shared.running():
+            yield
 
     def set_pricing_version(self, version: str) -> None:
         self.pricing_info.clear()
@@ -98,10 +121,8 @@ class Metrics:
         self.overhead.observe(overhead)
 
 
-def exposition(registry: CollectorRegistry) -> bytes:
-    """The text for /metrics: this registry, or every worker's when multiprocess mode is on."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        merged = CollectorRegistry()
-        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-        return generate_latest(merged)
-    return generate_latest(registry)
+def exposition(metrics: Metrics) -> bytes:
+    """The text for /metrics: this worker's, or with several workers the whole server's."""
+    if metrics.shared is not None:
+        return metrics.shared.exposition()
+    return generate_latest(metrics.registry)

@@ -56,6 +56,9 @@ class Settings:
     pricing_poll_interval: float = 2.0
     log_format: str = "json"
     aliases: Mapping[str, str] = field(default_factory=dict)  # model name clients use -> model
+    # Where workers publish their metrics for each other; set by ``tollgate serve --workers N``,
+    # never read from the file.
+    metrics_dir: Path | None = None
 
     @property
     def hold_ttl_ms(self) -> int:
