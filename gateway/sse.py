@@ -29,7 +29,7 @@ class SSEBufferOverflow(ValueError):
     """The upstream sent more than ``max_buffer`` bytes without ending an event."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs 1 us more, once per streamed event
 class SSEEvent:
     """One event block: its exact bytes and the two fields the gateway looks at."""
 
@@ -182,7 +182,7 @@ def _parse(raw: bytes, body: bytes) -> SSEEvent:
     # Nearly every OpenAI event is one "data: " line. (An int membership test is a memchr; a
     # one-byte bytes pattern goes through the general substring search and is several times slower.)
     if body.startswith(b"data: ") and _LF not in body and _CR not in body:
-        return SSEEvent(raw=raw, event=None, data=body.decode("utf-8", "replace")[6:])
+        return SSEEvent(raw, None, body[6:].decode("utf-8", "replace"))
     text = body.decode("utf-8", "replace")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -197,4 +197,4 @@ def _parse(raw: bytes, body: bytes) -> SSEEvent:
         elif name == "event":
             event = value
         # An empty name is a comment line; other fields (id, retry, ...) stay only in raw.
-    return SSEEvent(raw=raw, event=event, data="\n".join(data) if data else None)
+    return SSEEvent(raw, event, "\n".join(data) if data else None)

@@ -107,9 +107,11 @@ class OpenAIStreamTracker(TextTracker):
         if not isinstance(chunk, dict):
             return EventKind.OTHER
 
-        usage = usage_from_openai(chunk.get("usage"))
-        if usage is not None:
-            self.usage = usage
+        raw_usage = chunk.get("usage")
+        if raw_usage is not None:
+            usage = usage_from_openai(raw_usage)
+            if usage is not None:
+                self.usage = usage
         if self.model is None:
             model = chunk.get("model")
             if isinstance(model, str) and model:
@@ -118,7 +120,7 @@ class OpenAIStreamTracker(TextTracker):
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             return EventKind.OTHER
-        if not choices and isinstance(chunk.get("usage"), dict):
+        if not choices and isinstance(raw_usage, dict):
             return EventKind.USAGE_ONLY
         if self._collect(choices):
             self.chunks += 1
@@ -127,7 +129,7 @@ class OpenAIStreamTracker(TextTracker):
     def _collect(self, choices: list[Any]) -> bool:
         """Append the choices' generated text; True if any choice had a delta or text."""
         text = self._text
-        appended_from = len(text)
+        added = 0
         carried = False
         for choice in choices:
             if not isinstance(choice, dict):
@@ -135,31 +137,40 @@ class OpenAIStreamTracker(TextTracker):
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 carried = True
-                for key in ("content", "reasoning_content", "refusal"):
-                    value = delta.get(key)
-                    if isinstance(value, str) and value:
-                        text.append(value)
-                tool_calls = delta.get("tool_calls")
-                if isinstance(tool_calls, list):
-                    for call in tool_calls:
-                        if isinstance(call, dict):
-                            _append_arguments(text, call.get("function"))
-                _append_arguments(text, delta.get("function_call"))
+                # A delta holds one or two keys: walking them beats looking up five names.
+                for key, value in delta.items():
+                    if type(value) is str:
+                        if value and key in _DELTA_TEXT:
+                            text.append(value)
+                            added += len(value)
+                    elif key == "tool_calls" and isinstance(value, list):
+                        for call in value:
+                            if isinstance(call, dict):
+                                added += _append_arguments(text, call.get("function"))
+                    elif key == "function_call":
+                        added += _append_arguments(text, value)
             else:
                 value = choice.get("text")
                 if isinstance(value, str):
                     carried = True
                     if value:
                         text.append(value)
-        self._text_length += sum(map(len, text[appended_from:]))
+                        added += len(value)
+        self._text_length += added
         return carried
 
 
-def _append_arguments(text: list[str], function: object) -> None:
+_DELTA_TEXT = frozenset({"content", "reasoning_content", "refusal"})
+
+
+def _append_arguments(text: list[str], function: object) -> int:
+    """Append a function call's arguments, if any; returns how many characters."""
     if isinstance(function, dict):
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             text.append(arguments)
+            return len(arguments)
+    return 0
 
 
 def _detail(usage: dict[Any, Any], details: str, name: str) -> object:

@@ -223,6 +223,7 @@ class Response:
         self._keep_alive = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self.parser: httptools.HttpResponseParser = None  # type: ignore[assignment]  # by begin
         self._until_eof = False
         self._may_pause = True
 
@@ -295,12 +296,15 @@ class Response:
         if self._conn is not None:
             self.close()
 
-    # -- fed by the connection's parser ----------------------------------------------------
+    # -- httptools callbacks (the connection's parser calls them) ----------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw_headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
-    def on_headers_complete(self, status: int, keep_alive: bool) -> None:
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        status = parser.get_status_code()
+        keep_alive = parser.should_keep_alive()
         self.status = status
         self.headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
         self._keep_alive = keep_alive
@@ -320,8 +324,8 @@ class Response:
             self._conn.pause()
         self._wake()
 
-    def on_message_complete(self, keep_alive: bool) -> None:
-        self._keep_alive = keep_alive
+    def on_message_complete(self) -> None:
+        self._keep_alive = self.parser.should_keep_alive()
         self._complete = True
         self._wake()
 
@@ -352,7 +356,8 @@ class _Connection(asyncio.Protocol):
 
     def begin(self, response: Response) -> None:
         self.response = response
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser calls the response directly: one Python call per body piece, not two.
+        self._parser = response.parser = httptools.HttpResponseParser(response)
         if self.lost:  # closed by the server between the pool check and now
             response.on_lost(None)
 
@@ -391,26 +396,6 @@ class _Connection(asyncio.Protocol):
         self.lost = True
         if self.response is not None:
             self.response.on_lost(exc)
-
-    # -- httptools callbacks ---------------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.response is not None:
-            self.response.on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        if self.response is not None and self._parser is not None:
-            self.response.on_headers_complete(
-                self._parser.get_status_code(), self._parser.should_keep_alive()
-            )
-
-    def on_body(self, body: bytes) -> None:
-        if self.response is not None:
-            self.response.on_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.response is not None and self._parser is not None:
-            self.response.on_message_complete(self._parser.should_keep_alive())
 
 
 def _encode_head(origin: Origin, path: str, headers: Mapping[str, str], length: int) -> bytes:
