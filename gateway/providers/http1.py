@@ -225,6 +225,7 @@ class Response:
         self._waiter: asyncio.Future[None] | None = None
         self.parser: httptools.HttpResponseParser = None  # type: ignore[assignment]  # by begin
         self._until_eof = False
+        self._interim = False
         self._may_pause = True
 
     # -- for readers -----------------------------------------------------------------------
@@ -304,6 +305,10 @@ class Response:
     def on_headers_complete(self) -> None:
         parser = self.parser
         status = parser.get_status_code()
+        if 100 <= status < 200:  # an interim answer (103 Early Hints...): the real one follows
+            self._raw_headers = []
+            self._interim = True
+            return
         keep_alive = parser.should_keep_alive()
         self.status = status
         self.headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
@@ -312,7 +317,6 @@ class Response:
             "content-length" not in self.headers
             and "chunked" not in self.headers.get("transfer-encoding", "").lower()
             and status not in (204, 304)
-            and not 100 <= status < 200
         )
         self._headers_in = True
         self._wake()
@@ -325,6 +329,9 @@ class Response:
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         self._keep_alive = self.parser.should_keep_alive()
         self._complete = True
         self._wake()

@@ -140,6 +140,25 @@ async def test_chunked_stream_arrives_piece_by_piece() -> None:
         await server.close()
 
 
+async def test_interim_answers_are_skipped() -> None:
+    async def respond(_r: asyncio.StreamReader, w: asyncio.StreamWriter, _req: bytes) -> None:
+        w.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+                b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"final", b"X-Final: 1\r\n"))  # fmt: skip
+
+    server, origin = await serve(respond)
+    pool = Pool(limit=1)
+    try:
+        for _ in range(2):  # and the connection is still good for the next request
+            r = await pool.request(origin, "/x", {}, b"{}", SLOW)
+            assert (r.status, r.headers.get("x-final"), r.headers.get("link")) == (200, "1", None)
+            assert await r.read() == b"final"
+            r.close()
+        assert server.connections == 1
+    finally:
+        await pool.close()
+        await server.close()
+
+
 async def test_answer_delimited_by_close_is_read_whole_and_not_reused() -> None:
     async def respond(_r: asyncio.StreamReader, w: asyncio.StreamWriter, _req: bytes) -> None:
         w.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
