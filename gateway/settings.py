@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -251,10 +252,8 @@ def _parse_provider(
     if kind not in PROVIDER_KINDS:
         raise fail(f"{where}.kind", f"must be one of {', '.join(PROVIDER_KINDS)}, got {kind!r}")
     base_url = item.get("base_url", DEFAULT_BASE_URLS.get(str(kind), ""))
-    if not isinstance(base_url, str) or (
-        kind != "mock" and not base_url.startswith(("http://", "https://"))
-    ):
-        raise fail(f"{where}.base_url", "must be an http:// or https:// URL")
+    if not isinstance(base_url, str) or (kind != "mock" and not _http_url(base_url)):
+        raise fail(f"{where}.base_url", "must be an http:// or https:// URL with a host")
     models = item.get("models")
     if (
         not isinstance(models, list)
@@ -277,3 +276,12 @@ def _parse_provider(
         models=tuple(models),
         api_key=api_key,
     )
+
+
+def _http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

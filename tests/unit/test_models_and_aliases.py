@@ -75,3 +75,21 @@ def test_endpoints_resolve_aliases_in_the_body() -> None:
     assert b'"model":"gpt-4o-mini"' in req.body
     same = endpoint.parse(b'{"model": "gpt-4o", "messages": []}', "application/json")
     assert same.body == b'{"model": "gpt-4o", "messages": []}'  # untouched when no alias
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://", "ftp://example.com", "example.com/v1", "https://h:notaport/v1", 7]
+)
+def test_a_provider_base_url_needs_a_scheme_and_a_host(base_url: object) -> None:
+    data = {"providers": [{"name": "p", "kind": "openai", "base_url": base_url,
+                           "models": ["gpt-*"]}]}  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        parse_settings(data, source="gw.yaml", base_dir=Path("."), env={})
+    assert str(info.value).startswith("gw.yaml: providers[0].base_url: must be an http")
+
+
+def test_a_provider_base_url_with_host_and_port_is_accepted() -> None:
+    data = {"providers": [{"name": "p", "kind": "openai", "base_url": "http://10.0.0.5:8000/v1",
+                           "models": ["gpt-*"]}]}  # fmt: skip
+    settings = parse_settings(data, source="gw.yaml", base_dir=Path("."), env={})
+    assert settings.providers[0].base_url == "http://10.0.0.5:8000/v1"
