@@ -188,6 +188,7 @@ class Pool:
     def _done(self, origin: Origin, conn: _Connection, reusable: bool) -> None:
         """A response let go of its connection: keep it for the next request, or close it."""
         if reusable and not conn.lost and not self._closed:
+            conn.resume()  # an answer may have ended while its reader held the socket back
             conn.idle_since = asyncio.get_running_loop().time()
             self._idle.setdefault(origin, []).append(conn)
         else:

@@ -363,6 +363,40 @@ async def test_a_slow_reader_holds_the_sender_back() -> None:
         await server.close()
 
 
+async def test_an_answer_that_ends_while_held_back_leaves_a_usable_connection() -> None:
+    """The last piece of a stream both crosses the pause mark and ends the answer; the reader
+    lets go without reading it: the pooled connection must not stay paused."""
+    size = PAUSE_AT + 4096
+
+    async def respond(_r: asyncio.StreamReader, w: asyncio.StreamWriter, req: bytes) -> None:
+        if b"/second" in req:
+            w.write(ok(b"second"))
+            return
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nfirst" % (size + 5))
+        await w.drain()
+        await asyncio.sleep(0.05)
+        w.write(b"x" * size)  # crosses PAUSE_AT and completes the answer
+
+    server, origin = await serve(respond)
+    pool = Pool(limit=1)
+    try:
+        r = await pool.request(origin, "/first", {}, b"{}", SLOW)
+        chunks = r.iter_chunks()
+        assert await anext(chunks) == b"first"
+        await asyncio.sleep(0.2)  # everything arrives, past the pause mark, unread
+        conn = r._conn
+        assert r._complete and conn is not None and conn._paused  # the case under test
+        r.close()  # complete and keep-alive: back to the pool
+        await chunks.aclose()
+        assert pool._busy == 0 and not conn._paused
+        r2 = await pool.request(origin, "/second", {}, b"{}", Timeouts(5, 1, 1, 5))
+        assert await r2.read() == b"second"
+        r2.close()
+    finally:
+        await pool.close()
+        await server.close()
+
+
 async def test_a_header_with_a_line_break_is_refused_before_sending() -> None:
     server, origin = await serve(_answer_ok)
     pool = Pool(limit=1)
