@@ -304,6 +304,9 @@ class Response:
         self._raw_headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
+        if self._complete:  # a second answer nobody asked for: not ours, and not trusted
+            self._keep_alive = False
+            return
         parser = self.parser
         status = parser.get_status_code()
         if 100 <= status < 200:  # an interim answer (103 Early Hints...): the real one follows
@@ -323,6 +326,8 @@ class Response:
         self._wake()
 
     def on_body(self, data: bytes) -> None:
+        if self._complete:
+            return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered >= PAUSE_AT and self._may_pause and self._conn is not None:
@@ -332,6 +337,8 @@ class Response:
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
+            return
+        if self._complete:
             return
         self._keep_alive = self.parser.should_keep_alive()
         self._complete = True
@@ -442,8 +449,9 @@ async def _wait(
     try:
         return await fut
     except asyncio.CancelledError:
-        if expired:
+        task = asyncio.current_task()
+        if expired and (task is None or not task.cancelling()):
             raise ClientTimeout(stage) from None
-        raise
+        raise  # our own task is being cancelled: that wins over a timeout in the same tick
     finally:
         handle.cancel()

@@ -159,6 +159,23 @@ async def test_interim_answers_are_skipped() -> None:
         await server.close()
 
 
+async def test_an_unasked_second_answer_is_not_read_as_body_and_the_connection_dropped() -> None:
+    async def respond(_r: asyncio.StreamReader, w: asyncio.StreamWriter, _req: bytes) -> None:
+        w.write(ok(b"mine") + ok(b"not asked for"))  # one segment: both reach the parser
+
+    server, origin = await serve(respond)
+    pool = Pool(limit=1)
+    try:
+        for _ in range(2):
+            r = await pool.request(origin, "/x", {}, b"{}", SLOW)
+            assert (r.status, await r.read()) == (200, b"mine")
+            r.close()
+        assert server.connections == 2  # the first connection was not trusted again
+    finally:
+        await pool.close()
+        await server.close()
+
+
 async def test_answer_delimited_by_close_is_read_whole_and_not_reused() -> None:
     async def respond(_r: asyncio.StreamReader, w: asyncio.StreamWriter, _req: bytes) -> None:
         w.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
