@@ -163,8 +163,9 @@ class Settler:
 
     def _certain(self, call: Call, cost: int) -> bool:
         """True when the settle cannot charge anything but ``cost``: the request's hold covers
-        it (so even a strict wallet pays it in full) or the wallet is postpaid, and the hold
-        is young enough to exist whether or not its renewals went through."""
+        it (settle_v3 always lets a request pay up to its own hold, even in a strict wallet
+        that another request overdrew) or the wallet is postpaid, and the hold is young enough
+        to exist whether or not its renewals went through."""
         admission = call.admission
         if admission is None:
             return False

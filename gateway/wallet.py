@@ -227,7 +227,7 @@ class Wallet:
                            limits.key_tpm, limits.account_tpm, record_ttl, policy]  # fmt: skip
         for name, value in record.items():
             args += [name, value]
-        r = await self._scripts.call("settle_v2", keys, args)
+        r = await self._scripts.call("settle_v3", keys, args)
         if int(r[0]) == -1:
             return None
         return Settlement(balance=int(r[1]), cost=int(r[2]), replayed=int(r[0]) == 0,

@@ -27,6 +27,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 PAUSE_AT = 256 * 1024  # bytes buffered and not yet taken by the reader: stop reading the socket
 KEEPALIVE = 15.0  # seconds an idle connection is kept (servers commonly close after 5 to 75 s)
+MAX_HEADERS = 128  # per answer, as aiohttp's client allowed
+MAX_HEADER_BYTES = 64 * 1024  # names and values together
 _T = TypeVar("_T")
 
 
@@ -178,11 +180,14 @@ class Pool:
         )
         try:
             _, conn = await _wait(loop, connecting, by, "connect")
-        except ClientTimeout:
-            connecting.cancel()
-            raise
         except OSError as exc:
             raise ConnectionBroken(type(exc).__name__) from exc  # not the address: it is ours
+        except BaseException:  # a timeout, or our task cancelled (maybe as the connect ended)
+            if connecting.done() and not connecting.cancelled() and not connecting.exception():
+                connecting.result()[0].close()
+            else:
+                connecting.cancel()
+            raise
         return conn
 
     def _done(self, origin: Origin, conn: _Connection, reusable: bool) -> None:
@@ -217,6 +222,7 @@ class Response:
         self.status = 0
         self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
         self._raw_headers: list[tuple[str, str]] = []
+        self._header_bytes = 0
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._headers_in = False
@@ -301,6 +307,9 @@ class Response:
     # -- httptools callbacks (the connection's parser calls them) ----------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES or len(self._raw_headers) >= MAX_HEADERS:
+            raise ValueError("the answer's headers are too large")  # a parse error for the caller
         self._raw_headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
@@ -311,6 +320,7 @@ class Response:
         status = parser.get_status_code()
         if 100 <= status < 200:  # an interim answer (103 Early Hints...): the real one follows
             self._raw_headers = []
+            self._header_bytes = 0
             self._interim = True
             return
         keep_alive = parser.should_keep_alive()
@@ -345,10 +355,10 @@ class Response:
         self._wake()
 
     def on_lost(self, exc: BaseException | None) -> None:
-        if self._headers_in and self._until_eof and not self._complete:
+        if self._headers_in and self._until_eof and not self._complete and exc is None:
             self._keep_alive = False
             self._complete = True  # this answer's end is the connection's end
-        elif not self._complete:
+        elif not self._complete and self._error is None:
             reason = type(exc).__name__ if exc else "the server closed the connection"
             self._error = ConnectionBroken(reason)
         self._wake()
@@ -372,7 +382,14 @@ class _Connection(asyncio.Protocol):
     def begin(self, response: Response) -> None:
         self.response = response
         # The parser calls the response directly: one Python call per body piece, not two.
-        self._parser = response.parser = httptools.HttpResponseParser(response)
+        parser = httptools.HttpResponseParser(response)
+        # As lenient as aiohttp's client was: providers' answers that it accepted still pass.
+        parser.set_dangerous_leniencies(
+            lenient_headers=True,
+            lenient_optional_cr_before_lf=True,
+            lenient_spaces_after_chunk_size=True,
+        )
+        self._parser = response.parser = parser
         if self.lost:  # closed by the server between the pool check and now
             response.on_lost(None)
 
@@ -398,7 +415,7 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self.lost = True
             self.transport.close()
             if self.response is not None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gateway.providers import http1
 from gateway.providers.http1 import (
     PAUSE_AT,
     ClientTimeout,
@@ -412,6 +416,125 @@ async def test_an_answer_that_ends_while_held_back_leaves_a_usable_connection() 
     finally:
         await pool.close()
         await server.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",  # bare LF line ends
+        b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok",  # obs-fold
+        b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\nok",  # control byte
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\n0\r\n\r\n",  # LF
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nok\r\n0\r\n\r\n",
+    ],
+)
+async def test_sloppy_answers_that_aiohttp_accepted_still_pass(answer: bytes) -> None:
+    async def respond(_r: asyncio.StreamReader, w: asyncio.StreamWriter, _req: bytes) -> None:
+        w.write(answer)
+
+    server, origin = await serve(respond)
+    pool = Pool(limit=1)
+    try:
+        r = await pool.request(origin, "/x", {}, b"{}", SLOW)
+        assert (r.status, await r.read()) == (200, b"ok")
+        r.close()
+    finally:
+        await pool.close()
+        await server.close()
+
+
+async def test_unasked_upgrade_is_a_clean_connection_broken(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def respond(_r: asyncio.StreamReader, w: asyncio.StreamWriter, _req: bytes) -> None:
+        w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n\r\n")  # fmt: skip
+
+    server, origin = await serve(respond)
+    pool = Pool(limit=1)
+    try:
+        with pytest.raises(ConnectionBroken):
+            await pool.request(origin, "/x", {}, b"{}", Timeouts(5, 1, 1, 5))
+        assert not [rec for rec in caplog.records if rec.levelname == "ERROR"]
+        assert pool._busy == 0
+    finally:
+        await pool.close()
+        await server.close()
+
+
+async def test_headers_past_the_limit_are_refused() -> None:
+    async def respond(_r: asyncio.StreamReader, w: asyncio.StreamWriter, _req: bytes) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: 1\r\n" * 200 + b"Content-Length: 2\r\n\r\nok")
+
+    server, origin = await serve(respond)
+    pool = Pool(limit=1)
+    try:
+        with pytest.raises(ConnectionBroken, match="malformed"):
+            await pool.request(origin, "/x", {}, b"{}", SLOW)
+    finally:
+        await pool.close()
+        await server.close()
+
+
+async def test_a_reset_cuts_an_answer_that_ends_with_the_connection() -> None:
+    async def respond(_r: asyncio.StreamReader, w: asyncio.StreamWriter, _req: bytes) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npart of it")
+        await w.drain()
+        await asyncio.sleep(0.05)
+        sock = w.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        w.transport.abort()  # RST, not FIN: the answer did not end
+
+    server, origin = await serve(respond)
+    pool = Pool(limit=1)
+    try:
+        r = await pool.request(origin, "/x", {}, b"{}", SLOW)
+        with pytest.raises(ConnectionBroken):
+            await r.read()
+        r.close()
+    finally:
+        await pool.close()
+        await server.close()
+
+
+async def test_a_cancel_as_the_connection_opens_does_not_leak_it() -> None:
+    server, origin = await serve(_answer_ok)
+    pool = Pool(limit=1)
+    loop = asyncio.get_running_loop()
+    real = loop.create_connection
+    opened: list[asyncio.BaseTransport] = []
+    outer: list[asyncio.Future[object]] = []
+
+    async def create_connection(*args: Any, **kwargs: Any) -> Any:
+        transport, protocol = await real(*args, **kwargs)
+        opened.append(transport)
+        loop.call_soon(outer[0].cancel)  # the client leaves in the same tick
+        return transport, protocol
+
+    loop.create_connection = create_connection  # type: ignore[method-assign]
+    try:
+        outer.append(asyncio.ensure_future(pool.request(origin, "/x", {}, b"{}", SLOW)))
+        with pytest.raises(asyncio.CancelledError):
+            await outer[0]
+        assert pool._busy == 0
+        assert opened and opened[0].is_closing()
+    finally:
+        del loop.create_connection
+        for t in opened:
+            t.close()
+        await pool.close()
+        await server.close()
+
+
+async def test_a_cancel_in_the_tick_the_timeout_fires_stays_a_cancel() -> None:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    by = loop.time() + 0.05
+    task = asyncio.ensure_future(http1._wait(loop, fut, by, "read"))
+    await asyncio.sleep(0)
+    loop.call_at(by + 1e-9, task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def test_a_header_with_a_line_break_is_refused_before_sending() -> None:

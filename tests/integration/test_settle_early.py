@@ -84,3 +84,36 @@ async def test_a_cost_above_the_hold_waits_for_the_settle(
     assert wallet["balance"] == "0.00"
     assert parse_usd(headers["x-usage-cost"]) == parse_usd("0.000100")  # cut to what was left
     assert headers["x-balance-remaining"] == "0.00"
+
+
+async def test_a_strict_request_pays_its_own_hold_after_the_wallet_was_overdrawn(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    """Found in review: A (postpaid) overdraws the wallet while C, admitted after the account
+    was switched to strict, is in flight. C's answer went out early with its cost; settle_v2
+    then cut C's charge to 0 (the wallet was below zero). settle_v3 always lets a request pay
+    up to its own hold, so the charge is the cost the answer showed."""
+    account, key = await gateway.account(topup="1.00", hold_policy="postpaid")
+    upstream.delay = 0.3
+    upstream.usage_override = {
+        "prompt_tokens": 5,
+        "completion_tokens": 5_000_000,
+        "total_tokens": 5_000_005,
+    }  # $3 on gpt-4o-mini: past the balance
+    a = asyncio.create_task(chat(gateway, key, max_tokens=5))
+    await asyncio.sleep(0.1)
+    status, body = await gateway.admin("PATCH", f"/admin/accounts/{account}",
+                                       {"hold_policy": "strict"})  # fmt: skip
+    assert status == 200, body
+    upstream.delay = 0.8
+    c = asyncio.create_task(chat(gateway, key, max_tokens=50))
+    status_a, headers_a = await a
+    await asyncio.sleep(0.1)
+    upstream.usage_override = None  # C is answered with its real, small usage
+    status_c, headers_c = await c
+    assert (status_a, status_c) == (200, 200)
+    record = await gateway.record(key, headers_c["x-request-id"])
+    assert record["cost"] == headers_c["x-usage-cost"] != "0.00"
+    wallet = await gateway.wallet(account)
+    spent = parse_usd(headers_a["x-usage-cost"]) + parse_usd(headers_c["x-usage-cost"])
+    assert parse_usd(wallet["balance"]) == parse_usd("1.00") - spent < 0

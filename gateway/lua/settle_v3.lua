@@ -1,4 +1,4 @@
--- settle_v2: charge a finished request its actual cost and release its hold, exactly once.
+-- settle_v3: charge a finished request its actual cost and release its hold, exactly once.
 --
 -- KEYS[1] wallet hash        KEYS[2] holds zset       KEYS[3] hold amounts hash
 -- KEYS[4] request record     KEYS[5] charges stream
@@ -10,6 +10,10 @@
 -- ARGV[9..] record fields as name, value pairs
 -- Under "strict" the charge never takes the balance below zero: a cost above what the wallet
 -- can pay (its own hold included) is cut to that, and the cut is recorded as "shortfall".
+-- The request's own hold is always payable: it was set aside for it at admission, and paying
+-- up to it never lowers the balance (v2 could cut even that when another request had
+-- overdrawn a wallet switched from postpaid; v3's rule lets the gateway answer before the
+-- settle returns whenever the cost is within the hold).
 -- Every check comes before the first write: a script error must not leave half a settle.
 -- Returns
 --   {1, balance after, cost charged, shortfall}   settled now
@@ -18,7 +22,7 @@
 local MAX = 9007199254740991
 local cost = tonumber(ARGV[2])
 if not cost or cost < 0 or cost > MAX or cost ~= math.floor(cost) then
-  return redis.error_reply('settle_v2: cost out of range: ' .. tostring(ARGV[2]))
+  return redis.error_reply('settle_v3: cost out of range: ' .. tostring(ARGV[2]))
 end
 local rec = redis.call('HMGET', KEYS[4], 'status', 'est_tokens')
 local status = rec[1]
@@ -36,7 +40,7 @@ end
 local hold = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 local shortfall = 0
 if ARGV[8] == 'strict' then
-  local can_pay = math.max(cash - (held - hold), 0)
+  local can_pay = math.max(cash - (held - hold), hold)
   if cost > can_pay then
     shortfall = cost - can_pay
     cost = can_pay
