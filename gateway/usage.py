@@ -7,12 +7,13 @@ is not a non-negative int (including ``true``, ``1.5`` and ``"12"``) reads as 0.
 from __future__ import annotations
 
 import enum
+from array import array
 from typing import Any
 
 import orjson
 
 from gateway.sse import SSEEvent
-from gateway.tracking import TextTracker
+from gateway.tracking import TextTracker, TrackerMark
 from pricing.usage import Usage
 
 __all__ = [
@@ -78,18 +79,70 @@ class OpenAIStreamTracker(TextTracker):
     ``delta.reasoning_content``, ``delta.refusal`` and tool/function call arguments, or legacy
     completions ``text``. ``chunks`` counts the CHUNK events that had at least one choice with a
     ``delta`` (chat) or ``text`` (completions), including the role and finish chunks.
+
+    The text is only needed when a stream ends without its usage (cut or broken), so an
+    ordinary chunk, written as OpenAI writes it (``"choices":[``, no usage or
+    ``"usage":null``), is kept unparsed until ``text`` or ``chunks`` is read, or until more
+    than ``LAZY_LIMIT`` characters wait at a ``mark``. Anything else is parsed at once, after
+    the kept chunks, so the text stays in stream order. Marks count kept chunks, and parsing
+    records where each one ended, so ``truncate`` cuts at the same place either way.
     """
+
+    LAZY_LIMIT = 256 * 1024
+    lazy = True  # False: parse every chunk at once (the reference the tests compare with)
 
     def __init__(self) -> None:
         super().__init__()
         self.model: str | None = None
-        self.chunks = 0
+        self._chunks = 0
+        self._kept: list[str] = []  # data of chunks not parsed yet, in stream order
+        self._kept_size = 0
+        self._lazy = 0  # chunks ever kept (parsed or not)
+        # For each kept chunk parsed so far, in order: the text length and chunk count after it.
+        self._text_ends = array("q")
+        self._chunk_ends = array("q")
+
+    @property
+    def chunks(self) -> int:
+        self._parse_kept()
+        return self._chunks
+
+    @property
+    def text(self) -> str:
+        self._parse_kept()
+        return super().text
+
+    def mark(self) -> TrackerMark:
+        if self._kept_size > self.LAZY_LIMIT:
+            self._parse_kept()
+        return super().mark()
 
     def snapshot(self) -> Any:
-        return self.chunks
+        return self._chunks, self._lazy, len(self._text_ends)
 
-    def restore(self, state: Any) -> None:
-        self.chunks = state
+    def truncate(self, mark: TrackerMark) -> None:
+        chunks, lazy, parsed = mark.state
+        if lazy > parsed and len(self._text_ends) >= lazy:
+            # Chunks kept at the mark have been parsed since: cut where the last one ended.
+            text_length, chunks = self._text_ends[lazy - 1], self._chunk_ends[lazy - 1]
+        else:
+            text_length = mark.text_length
+            if lazy > parsed:  # still kept: keep those from before the mark
+                del self._kept[lazy - len(self._text_ends) :]
+                self._kept_size = sum(map(len, self._kept))
+        if len(self._text_ends) > lazy:
+            del self._text_ends[lazy:]
+            del self._chunk_ends[lazy:]
+        if lazy <= len(self._text_ends):
+            self._kept.clear()
+            self._kept_size = 0
+        self._lazy = len(self._text_ends) + len(self._kept)
+        if self._text_length > text_length:
+            kept = TextTracker.text.fget(self)[:text_length]  # type: ignore[attr-defined]
+            self._text[:] = [kept] if kept else []
+            self._text_length = text_length
+        self._chunks = chunks
+        self.usage = mark.usage
 
     def feed(self, event: SSEEvent) -> EventKind:
         """Classify ``event`` and record what it carries."""
@@ -100,13 +153,43 @@ class OpenAIStreamTracker(TextTracker):
             return EventKind.DONE
         if event.event == "error" or "{" not in data:
             return EventKind.OTHER
+        if (
+            self.lazy
+            and self.model is not None
+            and data[0] == "{"
+            and '"choices":[' in data
+            and ('"usage":' not in data or '"usage":null' in data)
+        ):
+            self._kept.append(data)
+            self._kept_size += len(data)
+            self._lazy += 1
+            return EventKind.CHUNK
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
             return EventKind.OTHER
         if not isinstance(chunk, dict):
             return EventKind.OTHER
+        return self._read(chunk, parse_kept_first=True)
 
+    def _parse_kept(self) -> None:
+        kept = self._kept
+        if not kept:
+            return
+        self._kept = []
+        self._kept_size = 0
+        text_ends, chunk_ends = self._text_ends, self._chunk_ends
+        for data in kept:
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                chunk = None
+            if isinstance(chunk, dict):
+                self._read(chunk, parse_kept_first=False)
+            text_ends.append(self._text_length)
+            chunk_ends.append(self._chunks)
+
+    def _read(self, chunk: dict[str, Any], *, parse_kept_first: bool) -> EventKind:
         raw_usage = chunk.get("usage")
         if raw_usage is not None:
             usage = usage_from_openai(raw_usage)
@@ -122,8 +205,10 @@ class OpenAIStreamTracker(TextTracker):
             return EventKind.OTHER
         if not choices and isinstance(raw_usage, dict):
             return EventKind.USAGE_ONLY
+        if parse_kept_first:  # its text goes after theirs
+            self._parse_kept()
         if self._collect(choices):
-            self.chunks += 1
+            self._chunks += 1
         return EventKind.CHUNK
 
     def _collect(self, choices: list[Any]) -> bool:

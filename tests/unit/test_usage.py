@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import json
+import random
+
 import orjson
 import pytest
 
 from gateway.sse import SSEDecoder, SSEEvent
+from gateway.tracking import TrackerMark
 from gateway.usage import (
     EventKind,
     OpenAIStreamTracker,
@@ -330,3 +334,63 @@ def test_truncate_forgets_what_came_after_the_mark() -> None:
     tracker.truncate(OpenAIStreamTracker().mark())
     assert (tracker.text, tracker.chunks) == ("", 0)
     assert tracker.model == "gpt-4o-mini-2024-07-18"
+
+
+class EagerTracker(OpenAIStreamTracker):
+    lazy = False
+
+
+def random_event(rng: random.Random) -> SSEEvent:
+    kind = rng.random()
+    if kind < 0.7:  # an ordinary chunk, as OpenAI writes it: kept unparsed
+        delta = {"content": rng.choice(["a", "bc", " def", "", "é"])}
+        if rng.random() < 0.1:
+            delta = {"tool_calls": [{"function": {"arguments": '{"x":1}'}}]}
+        return data_event(chat_chunk(delta))
+    if kind < 0.85:  # the same, written with spaces: parsed at once
+        raw = orjson.loads(orjson.dumps(chat_chunk({"content": rng.choice(["X", "YZ"])})))
+        text = json.dumps(raw)
+        return SSEEvent(f"data: {text}\n\n".encode(), None, text)
+    if kind < 0.95:
+        usage_chunk = chat_chunk({})
+        usage_chunk["choices"] = []
+        usage_chunk["usage"] = {"prompt_tokens": rng.randint(1, 9), "completion_tokens": 2}
+        return data_event(usage_chunk)
+    return SSEEvent(b": ping\n\n", None, None)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_lazy_tracking_matches_eager_tracking(seed: int) -> None:
+    """Random feeds, marks, reads and truncates (to the latest mark or an earlier one): the
+    lazy tracker reports exactly what parsing every chunk at once reports."""
+    rng = random.Random(seed)
+    lazy, eager = OpenAIStreamTracker(), EagerTracker()
+    lazy.LAZY_LIMIT = rng.choice([10**9, 600])  # also parse at marks past a small limit
+    marks: list[tuple[TrackerMark, TrackerMark]] = []
+    for _ in range(300):
+        op = rng.random()
+        if op < 0.75:
+            event = random_event(rng)
+            assert lazy.feed(event) is eager.feed(event)
+        elif op < 0.85:
+            marks.append((lazy.mark(), eager.mark()))
+        elif op < 0.93:
+            assert (lazy.text, lazy.chunks) == (eager.text, eager.chunks)
+        elif marks:
+            index = len(marks) - 1 if rng.random() < 0.7 else rng.randrange(len(marks))
+            lazy_mark, eager_mark = marks[index]
+            del marks[index + 1 :]  # later marks point past the cut
+            lazy.truncate(lazy_mark)
+            eager.truncate(eager_mark)
+        assert lazy.usage == eager.usage and lazy.model == eager.model
+    assert (lazy.text, lazy.chunks) == (eager.text, eager.chunks)
+
+
+def test_a_mark_past_the_lazy_limit_parses_what_was_kept() -> None:
+    tracker = OpenAIStreamTracker()
+    tracker.LAZY_LIMIT = 100
+    for _ in range(5):
+        tracker.feed(data_event(chat_chunk({"content": "ab"})))
+    assert tracker._kept  # kept unparsed so far
+    tracker.mark()
+    assert not tracker._kept and tracker._text_length == 10
