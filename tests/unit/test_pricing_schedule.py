@@ -6,8 +6,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from pricing import ModelPrice, PriceTable, PricingError, parse_pricing
+from pricing import ModelPrice, PriceTable, parse_pricing
 from pricing.instants import format_instant, parse_instant
+from tests.support.pricing_errors import pricing_error
 
 SCHEDULED = """\
 version: 2026-11-01
@@ -35,14 +36,6 @@ def table() -> PriceTable:
 def _input_at(table: PriceTable, model: str, at: datetime | None) -> int | None:
     price = table.lookup(model, at)
     return None if price is None else price.input
-
-
-def _error(text: str) -> str:
-    with pytest.raises(PricingError) as caught:
-        parse_pricing(text, source="p.yaml")
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
 
 
 @pytest.mark.parametrize(
@@ -216,7 +209,7 @@ def test_each_entry_is_a_full_price_with_its_own_tiers() -> None:
     ],
 )
 def test_schedule_errors_are_one_line_naming_the_entry(models: str, message: str) -> None:
-    assert _error(f"models:\n{models}").startswith(message)
+    assert pricing_error(f"models:\n{models}").startswith(message)
 
 
 def test_parse_instant_reads_dates_datetimes_and_iso_text() -> None:

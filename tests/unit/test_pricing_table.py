@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from pricing import ModelPrice, PriceTable, PricingError, load_pricing, parse_pricing
+from tests.support.pricing_errors import pricing_error
 
 CONTRACT_EXAMPLE = """\
 models:
@@ -24,14 +25,6 @@ models:
 def _table(models: str, *, version: str | None = None) -> PriceTable:
     head = f"version: {version}\n" if version is not None else ""
     return parse_pricing(f"{head}models:\n{models}", source="p.yaml")
-
-
-def _error(text: str) -> str:
-    with pytest.raises(PricingError) as caught:
-        parse_pricing(text, source="p.yaml")
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
 
 
 def test_contract_example_parses_to_exact_integers() -> None:
@@ -168,7 +161,7 @@ def test_cache_prices_without_input_are_fine() -> None:
     ],
 )
 def test_model_errors_are_one_line_naming_source_model_and_field(models: str, message: str) -> None:
-    assert _error(f"models:\n{models}").startswith(f"p.yaml: models.{message}")
+    assert pricing_error(f"models:\n{models}").startswith(f"p.yaml: models.{message}")
 
 
 @pytest.mark.parametrize(
@@ -195,11 +188,11 @@ def test_model_errors_are_one_line_naming_source_model_and_field(models: str, me
     ],
 )
 def test_file_errors_are_one_line(text: str, message: str) -> None:
-    assert _error(text).startswith(f"p.yaml: {message}")
+    assert pricing_error(text).startswith(f"p.yaml: {message}")
 
 
 def test_yaml_error_names_line_and_column() -> None:
-    message = _error("models:\n  m: {input: 1\n")
+    message = pricing_error("models:\n  m: {input: 1\n")
     assert message.startswith("p.yaml: invalid YAML: ")
     assert "(line 3, column 1)" in message
 
