@@ -33,13 +33,13 @@ from gateway.pricing_holder import PricingHolder
 from gateway.providers.base import UpstreamRequest, UpstreamResponse
 from gateway.routing import Router
 from gateway.settings import Settings
-from gateway.settler import Call, Settler, Settling
+from gateway.settler import Call, Settler
 from gateway.sse import SSEDecoder, comment
 from gateway.tokens import TokenCounter
 from gateway.tracking import partial_usage
 from gateway.usage import EventKind
 from gateway.wallet import Limits, Refusal, Wallet
-from pricing import compute_cost, format_usd
+from pricing import Usage, compute_cost, format_usd
 
 log = logging.getLogger(__name__)
 
@@ -244,10 +244,9 @@ class Proxy:
             )
             source = call.endpoint.estimate_source(call.req)
         status = "settled" if upstream.status < 400 else "failed"
-        settling = self._settler.start(
+        cost, balance = await self._charge(
             call, usage, status=status, source=source, http_status=upstream.status
         )
-        cost, balance = await self._outcome(call, settling)
         headers = self._response_headers(call, upstream)
         headers["X-Usage-Cost"] = format_usd(cost)
         headers["X-Total-Tokens"] = str(usage.total_tokens if usage else 0)
@@ -335,16 +334,20 @@ class Proxy:
         if usage is None:
             estimate = call.endpoint.estimate(call.req, tracker.text, self._counter)
             usage = partial_usage(tracker.usage, estimate)
-        settling = self._settler.start(call, usage, status="settled", source=source,
-                                       http_status=200)  # fmt: skip
-        cost, _ = await self._outcome(call, settling)
+        cost, _ = await self._charge(call, usage, status="settled", source=source,
+                                     http_status=200)  # fmt: skip
         return cost
 
-    async def _outcome(self, call: Call, settling: Settling) -> tuple[int, int | None]:
-        """(cost, balance after) for the answer. When the settle can only charge its cost,
+    async def _charge(
+        self, call: Call, usage: Usage | None, *, status: str, source: str, http_status: int
+    ) -> tuple[int, int | None]:
+        """Settle; (cost, balance after) for the answer. When the settle can only charge its cost,
         the answer does not wait for Redis's reply: the settle finishes in its own task, and
         this process's reads of the wallet wait for it. The balance is then the admission's
         view of it less this charge (exact unless other requests of the account overlapped)."""
+        settling = self._settler.start(
+            call, usage, status=status, source=source, http_status=http_status
+        )
         admission = call.admission
         if settling.certain and admission is not None:
             return settling.cost, admission.available + admission.hold - settling.cost
