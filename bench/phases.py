@@ -44,13 +44,18 @@ class Plan:
     latency: float
     rate: float
     ttfc: float
-    relay: float
+    relay: float  # seconds per relay trial
+    relay_rounds: int  # interleaved rounds of relay trials (bench.relay)
     soak: int  # metered requests per soak step (two steps); 0: no soak
     profile: int  # seconds of py-spy; 0: no profile
 
 
-FULL = Plan(warmup=2, throughput=10, latency=6, rate=6, ttfc=3, relay=3, soak=0, profile=10)
-QUICK = Plan(warmup=1, throughput=3, latency=3, rate=3, ttfc=1.5, relay=1.5, soak=0, profile=0)
+FULL = Plan(
+    warmup=2, throughput=10, latency=6, rate=6, ttfc=3, relay=2, relay_rounds=5, soak=0, profile=10
+)
+QUICK = Plan(
+    warmup=1, throughput=3, latency=3, rate=3, ttfc=1.5, relay=1, relay_rounds=3, soak=0, profile=0
+)
 # --soak N adds about 2N / (Tollgate's req/s) seconds: ~5 minutes for N = 100000 at 650 req/s.
 
 
@@ -263,36 +268,30 @@ class Bench:
             f"(achieved {r.achieved_rps:.0f}, generator lag p99 {r.lag_p99_ms:.2f} ms)"
         )
 
-    def streams(self, t: Target) -> None:
-        cost = t.name.startswith("tollgate")
-        runs: dict[str, dict[str, Any]] = {
-            "ttfc": dict(chunks=8, chunk_delay_ms=1.0, concurrency=1, seconds=self.plan.ttfc,
-                         min_streams=50),
-            "relay_1": dict(chunks=2000, chunk_delay_ms=0.0, concurrency=1,
-                            seconds=self.plan.relay, min_streams=3),
-            "relay_16": dict(chunks=500, chunk_delay_ms=0.0, concurrency=16,
-                             seconds=self.plan.relay, min_streams=16),
-        }  # fmt: skip
-        for name, kw in runs.items():
+    def ttfc(self, t: Target) -> None:
+        """Time to the first streamed event, one stream at a time (the relay is bench.relay)."""
 
-            def one(kw: dict[str, Any] = kw) -> loadgen.StreamResult:
-                return run_async(
-                    loadgen.run_streams(
-                        t.url + PATH, STREAM_BODY, t.headers, expect_cost=cost, **kw
-                    )
+        def run() -> loadgen.StreamResult:
+            return run_async(
+                loadgen.run_streams(
+                    t.url + PATH,
+                    STREAM_BODY,
+                    t.headers,
+                    chunks=8,
+                    chunk_delay_ms=1.0,
+                    concurrency=1,
+                    seconds=self.plan.ttfc,
+                    min_streams=50,
+                    expect_cost=t.name.startswith("tollgate"),
                 )
+            )
 
-            r = self.measure(t, name, one)
-            self.check(t, f"streams ({name})", r.bad, r.missing_cost)
-            d = asdict(r)
-            d.pop("samples")
-            self.cases[t.name][name] = d
-        c = self.cases[t.name]
-        log(
-            f"{t.name:12} streams: TTFC p50 {c['ttfc']['ttfc_p50_ms']:.3f} ms "
-            f"p99 {c['ttfc']['ttfc_p99_ms']:.3f} ms; relay {c['relay_1']['chunks_per_s']:.0f} "
-            f"chunks/s (1 stream), {c['relay_16']['chunks_per_s']:.0f} (16 streams)"
-        )
+        r = self.measure(t, "ttfc", run)
+        self.check(t, "streams (ttfc)", r.bad, r.missing_cost)
+        d = asdict(r)
+        d.pop("samples")
+        self.cases[t.name]["ttfc"] = d
+        log(f"{t.name:12} streams: TTFC p50 {r.ttfc_p50_ms:.3f} ms p99 {r.ttfc_p99_ms:.3f} ms")
 
     def rss(self, t: Target) -> None:
         self.cases[t.name]["rss_mb"] = [stack.rss_mb(p) for p in t.pids()]

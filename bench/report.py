@@ -16,6 +16,9 @@ LABELS = {
 }
 
 
+RELAY_KINDS = {"relay_1": "1 stream", "relay_16": "16 streams"}
+
+
 def get(d: dict[str, Any], *path: str) -> Any:
     for p in path:
         if not isinstance(d, dict) or p not in d:
@@ -42,6 +45,14 @@ def ratio(a: Any, b: Any) -> float | None:
 
 def diff(a: Any, b: Any) -> float | None:
     return None if a is None or b is None else float(a) - float(b)
+
+
+def span(lo: Any, hi: Any, *, scale: float = 1.0, digits: int = 0) -> str:
+    """``lo-hi``, or the one value when they are equal (a single trial)."""
+    if lo is None or hi is None:
+        return "n/a"
+    a, b = fmt(float(lo) * scale, digits), fmt(float(hi) * scale, digits)
+    return a if a == b else f"{a}-{b}"
 
 
 def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
@@ -89,15 +100,17 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
             None if ttfc is None else ttfc <= 1,
         )
     )
-    for key, what in (("relay_1", "1 stream"), ("relay_16", "16 streams")):
-        rr = ratio(
-            get(c, "tollgate-1w", key, "chunks_per_s"), get(c, "passthrough", key, "chunks_per_s")
-        )
+    rounds = get(r, "relay", "rounds")
+    for key, what in RELAY_KINDS.items():
+        rr = get(r, "relay", "ratio", key)  # the median of the per-round ratios
+        mid = get(rr, "median")
         out.append(
             (
-                f"Streaming: chunk relay >= 90% of the bare proxy ({what})",
-                f"{fmt(rr * 100 if rr else None, 1)}%",
-                None if rr is None else rr >= 0.9,
+                f"Streaming: chunk relay >= 90% of the bare proxy ({what}; median of the "
+                "per-round ratios)",
+                f"{fmt(mid * 100 if mid else None, 1)}% ({fmt(rounds)} rounds: "
+                f"{span(get(rr, 'min'), get(rr, 'max'), scale=100, digits=1)}%)",
+                None if mid is None else mid >= 0.9,
             )
         )
     soak = r.get("soak") or {}
@@ -169,6 +182,16 @@ def rows(r: dict[str, Any]) -> list[tuple[str, list[str]]]:
     def proc_cpu(case: str, name: str) -> str:
         return fmt(get(c, case, "cpu_us_per_request", name), 0)
 
+    def rounds_of(key: str) -> str:
+        n = {len(get(c, case, key, "rounds") or []) for case in CASES} - {0}
+        return "the rounds" if len(n) != 1 else f"{n.pop()} rounds"
+
+    def relay_range(case: str, key: str) -> str:
+        trials = get(c, case, key, "rounds") or []
+        if len(trials) == 1:
+            return "1 trial"
+        return span(get(c, case, key, "chunks_per_s_min"), get(c, case, key, "chunks_per_s_max"))
+
     def other(case: str) -> str:
         phases = get(c, case, "cpu") or {}
         worst = max((v["other_cores"] for v in phases.values()), default=None)
@@ -191,8 +214,14 @@ def rows(r: dict[str, Any]) -> list[tuple[str, list[str]]]:
         row("Stream time to first chunk, p50 (ms)", "ttfc", "ttfc_p50_ms", digits=3),
         row("Stream time to first chunk, p99 (ms)", "ttfc", "ttfc_p99_ms", digits=3),
         over("  TTFC added vs pass-through, p50 (ms)", "ttfc", "ttfc_p50_ms", "passthrough"),
-        row("Stream relay, 1 stream (chunks/s)", "relay_1", "chunks_per_s", digits=0),
-        row("Stream relay, 16 streams (chunks/s)", "relay_16", "chunks_per_s", digits=0),
+        *[
+            line
+            for key, what in RELAY_KINDS.items()
+            for line in (
+                row(f"Stream relay, {what}, median (chunks/s)", key, "chunks_per_s", digits=0),
+                (f"  min-max over {rounds_of(key)}", [relay_range(k, key) for k in CASES]),
+            )
+        ],
         ("CPU per request, serving process(es) (us)", [serving_cpu(k) for k in CASES]),
         ("  upstream CPU per request (us)", [proc_cpu(k, "upstream") for k in CASES]),
         ("  Redis CPU per request (us)", [proc_cpu(k, "redis") for k in CASES]),
@@ -220,6 +249,37 @@ def targets_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def relay_table(r: dict[str, Any]) -> str:
+    """The relay comparison round by round: the order, each case's chunks/s, the ratio."""
+    relay = r.get("relay") or {}
+    names: list[str] = relay.get("cases", [])
+    if len(names) < 2:
+        return "(no interleaved relay rounds in this run)"
+    c, of = r["cases"], relay["ratio"]["of"]
+    lines = [
+        "| Round | Streams | First | " + " | ".join(LABELS[n] for n in names)
+        + f" | Others' CPU, worst trial (cores) | {LABELS[of[0]]} / {LABELS[of[1]]} |",
+        "| ---: | ---: | --- |" + " ---: |" * (len(names) + 2),
+    ]  # fmt: skip
+    for key, what in RELAY_KINDS.items():
+        streams, rr = what.split()[0], relay["ratio"][key]
+        for i, order in enumerate(relay["orders"]):
+            trials = [c[n][key]["rounds"][i] for n in names]
+            cells = [fmt(t["chunks_per_s"], 0) for t in trials]
+            cells += [fmt(max(t["other_cores"] for t in trials), 2)]
+            cells += [f"{fmt(rr['per_round'][i] * 100, 1)}%"]
+            lines.append(
+                f"| {i + 1} | {streams} | {LABELS[order[0]]} | " + " | ".join(cells) + " |"
+            )
+        med = [fmt(c[n][key]["chunks_per_s"], 0) for n in names]
+        rng = [span(c[n][key]["chunks_per_s_min"], c[n][key]["chunks_per_s_max"]) for n in names]
+        med += ["", f"**{fmt(rr['median'] * 100, 1)}%**"]
+        rng += ["", f"{span(rr['min'], rr['max'], scale=100, digits=1)}%"]
+        lines.append(f"| median | {streams} | | " + " | ".join(med) + " |")
+        lines.append(f"| min-max | {streams} | | " + " | ".join(rng) + " |")
+    return "\n".join(lines)
+
+
 def machine_table(m: dict[str, Any]) -> str:
     lines = ["| | |", "| --- | --- |"]
     for k, v in m.items():
@@ -229,6 +289,7 @@ def machine_table(m: dict[str, Any]) -> str:
 
 def write_markdown(r: dict[str, Any], path: Path) -> None:
     soak = r.get("soak") or {}
+    noisy = fmt(get(r, "relay", "noisy_cores"))
     parts = [
         "# Tollgate bench: latest run",
         "",
@@ -257,6 +318,17 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
         "## Targets",
         "",
         targets_table(r),
+        "",
+        "## Stream relay, round by round",
+        "",
+        f"Chunks/s per trial ({fmt(get(r, 'relay', 'seconds_per_trial'))} s each), all servers "
+        "up at once. In each round the cases take turns at 1 stream, then at 16 streams; the "
+        "first two alternate which goes first, the rest follow. A round in which other "
+        f"processes took more than {noisy} cores during any trial is run again whole (the "
+        "quietest attempt kept). Each ratio comes from one round's two trials, seconds apart; "
+        "the targets use the median of these ratios.",
+        "",
+        relay_table(r),
         "",
     ]
     if soak:
@@ -319,65 +391,3 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
 
 def write_json(r: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(r, indent=2, default=str) + "\n")
-
-
-def write_plot(r: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    c = r["cases"]
-    names = [LABELS[k].replace(", ", "\n") for k in CASES]
-    colors = ["#888888", "#4c72b0", "#dd8452", "#c44e52"]
-
-    def values(*p: str) -> list[float]:
-        out = []
-        for case in CASES:
-            v = get(c, case, *p)
-            out.append(float(v) if isinstance(v, int | float) else 0.0)
-        return out
-
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    ax = axes[0][0]
-    ax.bar(names, values("throughput", "rps"), color=colors)
-    ax.set_title("Throughput at 32 connections (req/s, higher is better)")
-    for i, v in enumerate(values("throughput", "rps")):
-        ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom")
-
-    def paired(ax: Any, phase: str, title: str) -> None:
-        p50, p99 = values(phase, "p50_ms"), values(phase, "p99_ms")
-        x = range(len(CASES))
-        ax.bar([i - 0.2 for i in x], p50, width=0.4, label="p50", color="#4c72b0")
-        ax.bar([i + 0.2 for i in x], p99, width=0.4, label="p99", color="#dd8452")
-        ax.set_xticks(list(x), names)
-        ax.set_title(title)
-        ax.legend()
-        for i in x:
-            ax.text(i - 0.2, p50[i], f"{p50[i]:.2f}", ha="center", va="bottom", fontsize=8)
-            ax.text(i + 0.2, p99[i], f"{p99[i]:.2f}", ha="center", va="bottom", fontsize=8)
-
-    paired(axes[0][1], "latency_1", "Latency at 1 connection (ms, lower is better)")
-    paired(axes[1][0], "rate", f"Latency at a fixed {fmt(r.get('rate'), 0)} req/s (ms)")
-    ax = axes[1][1]
-    ttfc = values("ttfc", "ttfc_p50_ms")
-    relay = [v / 1000 for v in values("relay_16", "chunks_per_s")]
-    x = range(len(CASES))
-    ax.bar([i - 0.2 for i in x], ttfc, width=0.4, label="TTFC p50 (ms)", color="#55a868")
-    ax.set_xticks(list(x), names)
-    ax2 = ax.twinx()
-    ax2.bar(
-        [i + 0.2 for i in x], relay, width=0.4, label="k chunks/s (16 streams)", color="#8172b2"
-    )
-    ax.set_ylim(0, max(ttfc, default=1.0) * 1.45 or 1.0)  # headroom for the legend
-    ax2.set_ylim(0, max(relay, default=1.0) * 1.45 or 1.0)
-    ax.set_title("Streaming: time to first chunk (left) and relay rate (right)")
-    ax.set_ylabel("ms")
-    ax2.set_ylabel("thousand chunks/s")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="upper left", ncol=2)
-    fig.suptitle(f"Tollgate bench ({r['mode']}), {r['machine'].get('CPU', '')}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -1,4 +1,4 @@
-"""Run the whole bench: ``python -m bench.run [--quick]`` (about 5 minutes; --quick about 1).
+"""Run the whole bench: ``python -m bench.run [--quick]`` (about 5-6 minutes; --quick 1.5).
 
 Starts a fresh Redis, the bench upstream, the bare pass-through and Tollgate (1 worker, later
 2), funds one account, and measures the same figures for each case side by side:
@@ -26,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, report, stack
+from bench import cpu, plot, relay, report, stack
 from bench.phases import (
     BODY,
     FULL,
@@ -181,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         for t in targets:
             bench.fixed_rate(t, rate)
         for t in targets:
-            bench.streams(t)
+            bench.ttfc(t)
+        # The relay target compares Tollgate with the pass-through: both are up, and they take
+        # turns in interleaved rounds (direct follows in each round, for reference).
+        result["relay"] = relay.compare(
+            bench, [targets[1], targets[2], targets[0]], plan.relay_rounds
+        )
         for t in targets:
             bench.rss(t)
         if plan.soak:
@@ -209,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.throughput(t2)
             bench.latency(t2)
             bench.fixed_rate(t2, rate)
-            bench.streams(t2)
+            bench.ttfc(t2)
+            relay.compare(bench, [t2], 1)  # compared with nothing, so one trial
             bench.rss(t2)
             result["workers_2"] = "ok"
             result["wallet_after"] = stack.wallet(gw2_url, account)
@@ -235,13 +241,17 @@ def main(argv: list[str] | None = None) -> int:
         how="as given" if args.rate else "half of Tollgate's 1-worker throughput",
         body=len(BODY),
         latency=f"{args.upstream_latency_ms:g}",
+        rounds=plan.relay_rounds,
+        trial=f"{plan.relay:g}",
     )
     RESULTS.mkdir(exist_ok=True)
     report.write_json(result, RESULTS / "latest.json")
     report.write_markdown(result, RESULTS / "latest.md")
-    report.write_plot(result, RESULTS / "latest.png")
+    plot.write_plot(result, RESULTS / "latest.png")
     print()
     print(report.markdown_table(result))
+    print()
+    print(report.relay_table(result))
     print()
     print(report.targets_table(result))
     log(f"done in {result['elapsed_s']:.0f} s; wrote {RESULTS}/latest.md, latest.json, latest.png")
@@ -258,10 +268,14 @@ request record, Prometheus metrics). Non-streaming requests are a {body}-byte ch
 open-loop generator sending at {rate} req/s ({how}), latency from send to last byte. Streams:
 TTFC is the time from sending to the first `data:` event (8 content chunks 1 ms apart, one
 stream at a time, aiohttp client); relay is `data:` events delivered per second with the
-upstream sending 2,000 (1 stream) or 500 (16 concurrent streams) chunks back to back. RSS is
-VmRSS of each serving process after its runs. CPU per request is each process's CPU time during
-the throughput run over the requests served. "Other processes' CPU" is what the rest of the box
-used meanwhile (phases above 0.15 cores are run again, the quietest attempt kept)."""
+upstream sending 2,000 (1 stream) or 500 (16 concurrent streams) chunks back to back, in
+{rounds} interleaved rounds of {trial} s trials (the pass-through and Tollgate 1 worker
+alternating first, direct after them; Tollgate 2 workers one trial, on its own): each case's
+figure is its median over the rounds, and the relay targets use the median of the per-round
+ratios (see "Stream relay, round by round"). RSS is VmRSS of each serving process after its
+runs. CPU per request is each process's CPU time during the throughput run over the requests
+served. "Other processes' CPU" is what the rest of the box used meanwhile (phases above 0.15
+cores are run again, the quietest attempt kept; a relay round is run again whole)."""
 
 
 if __name__ == "__main__":
