@@ -219,6 +219,7 @@ class Bench:
             used = {
                 n: (cpu.process_cpu(pid) - before[n]) / r.requests * 1e6 for n, pid in pids.items()
             }
+            used["wrk"] = r.cpu_seconds / r.requests * 1e6
             stats = self.redis.info("commandstats") if self.redis is not None else {}
             return r, used, stats
 

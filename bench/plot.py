@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report import CASES, LABELS, fmt, get
+from bench.numbers import CASES, LABELS, fmt, get
 
 
 def write_plot(r: dict[str, Any], path: Path) -> None:

@@ -3,147 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-CASES = ("direct", "passthrough", "tollgate-1w", "tollgate-2w")
-LABELS = {
-    "direct": "direct (upstream)",
-    "passthrough": "bare pass-through",
-    "tollgate-1w": "Tollgate, 1 worker",
-    "tollgate-2w": "Tollgate, 2 workers",
-}
-
-
-RELAY_KINDS = {"relay_1": "1 stream", "relay_16": "16 streams"}
-
-
-def get(d: dict[str, Any], *path: str) -> Any:
-    for p in path:
-        if not isinstance(d, dict) or p not in d:
-            return None
-        d = d[p]
-    return d
-
-
-def fmt(value: Any, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def ratio(a: Any, b: Any) -> float | None:
-    if a is None or b is None or not b:
-        return None
-    return float(a) / float(b)
-
-
-def diff(a: Any, b: Any) -> float | None:
-    return None if a is None or b is None else float(a) - float(b)
-
-
-def span(lo: Any, hi: Any, *, scale: float = 1.0, digits: int = 0) -> str:
-    """``lo-hi``, or the one value when they are equal (a single trial)."""
-    if lo is None or hi is None:
-        return "n/a"
-    a, b = fmt(float(lo) * scale, digits), fmt(float(hi) * scale, digits)
-    return a if a == b else f"{a}-{b}"
-
-
-def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
-    """(target, measured, met) for each of the issue's targets; met is None when not measured."""
-    c = r["cases"]
-    out: list[tuple[str, str, bool | None]] = []
-
-    tput = ratio(
-        get(c, "tollgate-1w", "throughput", "rps"), get(c, "passthrough", "throughput", "rps")
-    )
-    out.append(
-        (
-            "Throughput, full metering, 32 clients >= 50% of bare pass-through",
-            f"{fmt(tput * 100 if tput else None, 1)}%",
-            None if tput is None else tput >= 0.5,
-        )
-    )
-    d50 = diff(
-        get(c, "tollgate-1w", "latency_1", "p50_ms"), get(c, "direct", "latency_1", "p50_ms")
-    )
-    d99 = diff(
-        get(c, "tollgate-1w", "latency_1", "p99_ms"), get(c, "direct", "latency_1", "p99_ms")
-    )
-    out.append(
-        (
-            "Added latency at 1 client: p50 < 1 ms",
-            f"{fmt(d50, 3)} ms",
-            None if d50 is None else d50 < 1,
-        )
-    )
-    out.append(
-        (
-            "Added latency at 1 client: p99 < 3 ms",
-            f"{fmt(d99, 3)} ms",
-            None if d99 is None else d99 < 3,
-        )
-    )
-    ttfc = diff(
-        get(c, "tollgate-1w", "ttfc", "ttfc_p50_ms"), get(c, "passthrough", "ttfc", "ttfc_p50_ms")
-    )
-    out.append(
-        (
-            "Streaming: time to first chunk within 1 ms of the bare proxy (p50)",
-            f"+{fmt(ttfc, 3)} ms",
-            None if ttfc is None else ttfc <= 1,
-        )
-    )
-    rounds = get(r, "relay", "rounds")
-    for key, what in RELAY_KINDS.items():
-        rr = get(r, "relay", "ratio", key)  # the median of the per-round ratios
-        mid = get(rr, "median")
-        out.append(
-            (
-                f"Streaming: chunk relay >= 90% of the bare proxy ({what}; median of the "
-                "per-round ratios)",
-                f"{fmt(mid * 100 if mid else None, 1)}% ({fmt(rounds)} rounds: "
-                f"{span(get(rr, 'min'), get(rr, 'max'), scale=100, digits=1)}%)",
-                None if mid is None else mid >= 0.9,
-            )
-        )
-    soak = r.get("soak") or {}
-    at100 = get(soak, "rss_after_n_mb")
-    at200 = get(soak, "rss_after_2n_mb")
-    n = get(soak, "n")
-    k = f"{n // 1000}k" if n else "100k"
-    out.append(
-        (
-            f"Memory: < 120 MB RSS per worker after {k} requests (`--soak`)",
-            f"{fmt(at100, 1)} MB",
-            None if at100 is None else at100 < 120,
-        )
-    )
-    growth = diff(at200, at100)
-    out.append(
-        (
-            f"Memory: flat over the second {k} (growth < 5% or < 2 MB)",
-            f"{fmt(growth, 1)} MB",
-            None if growth is None or at100 is None else growth < max(2.0, 0.05 * at100),
-        )
-    )
-    two = ratio(
-        get(c, "tollgate-2w", "throughput", "rps"), get(c, "tollgate-1w", "throughput", "rps")
-    )
-    out.append(
-        (
-            "Two workers on two cores >= 1.6x one worker",
-            f"{fmt(two, 2)}x",
-            None if two is None else two >= 1.6,
-        )
-    )
-    return out
+from bench.numbers import CASES, LABELS, RELAY_KINDS, diff, fmt, get, span
+from bench.targets import targets_table
 
 
 def rows(r: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -225,6 +89,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, list[str]]]:
         ("CPU per request, serving process(es) (us)", [serving_cpu(k) for k in CASES]),
         ("  upstream CPU per request (us)", [proc_cpu(k, "upstream") for k in CASES]),
         ("  Redis CPU per request (us)", [proc_cpu(k, "redis") for k in CASES]),
+        ("  wrk CPU per request (us)", [proc_cpu(k, "wrk") for k in CASES]),
         ("RSS after the runs (MB, per worker)", [rss(case) for case in CASES]),
         row("Non-2xx / socket errors, all runs", "errors_total", digits=0),
         ("Other processes' CPU meanwhile, worst phase (cores)", [other(case) for case in CASES]),
@@ -238,14 +103,6 @@ def markdown_table(r: dict[str, Any]) -> str:
     ]
     for label, cells in rows(r):
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def targets_table(r: dict[str, Any]) -> str:
-    lines = ["| Target (issue 6) | Measured | Met? |", "| --- | ---: | :---: |"]
-    for name, measured, met in targets(r):
-        verdict = "n/a" if met is None else ("yes" if met else "**no**")
-        lines.append(f"| {name} | {measured} | {verdict} |")
     return "\n".join(lines)
 
 

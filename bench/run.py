@@ -41,6 +41,7 @@ from bench.phases import (
     machine,
     sh,
 )
+from bench.targets import targets_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.relay_table(result))
     print()
-    print(report.targets_table(result))
+    print(targets_table(result))
     log(f"done in {result['elapsed_s']:.0f} s; wrote {RESULTS}/latest.md, latest.json, latest.png")
     return 0
 

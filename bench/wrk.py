@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ class WrkResult:
     max_ms: float
     non_2xx: int  # wrk's "Non-2xx or 3xx responses"
     socket_errors: int  # connect + read + write + timeout
+    cpu_seconds: float  # wrk's own CPU time (user + system) during the run
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -48,7 +50,9 @@ def run_wrk(
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]
     env = {**os.environ, "BENCH_BODY": body.decode(), "BENCH_KEY": key or ""}
+    before = _children_cpu()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    used = _children_cpu() - before  # taskset execs wrk: the child waited for is wrk itself
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -70,4 +74,10 @@ def run_wrk(
         + raw["read_errors"]
         + raw["write_errors"]
         + raw["timeouts"],
+        cpu_seconds=round(used, 4),
     )
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
