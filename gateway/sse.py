@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SSEBufferOverflow", "SSEDecoder", "SSEEvent", "comment"]
+__all__ = ["SSEBufferOverflow", "SSEDecoder", "SSEEvent", "comment", "split_blocks"]
 
 _LF = 10
 _CR = 13
@@ -23,6 +23,10 @@ _LINE_ENDS = (_LF, _CR)
 # a single line end (\n, \r, \r\n) contains none of them. SSEDecoder._split relies on this.
 _PAIRS = (b"\n\n", b"\r\r", b"\n\r")
 _NOT_SEARCHED = -1  # below any position, so the first lookup always searches
+# A plain run: blocks that are each one "data: {...}" line and a blank line, nothing else.
+_PLAIN_START = b"data: {"
+_PLAIN_JOIN = b"\n\ndata: {"
+_PLAIN_END = b"}\n\n"
 
 
 class SSEBufferOverflow(ValueError):
@@ -90,6 +94,38 @@ class SSEDecoder:
         else:
             buf = chunk
         return self._split(buf, self._scan)
+
+    def feed_plain(self, chunk: bytes) -> tuple[bytes, int] | None:
+        """The blocks ``chunk`` completes as one piece, when each is a single ``data: {...}``
+        line and its blank line (how OpenAI writes every event but ``[DONE]``): the run's
+        bytes and how many blocks. They are exactly the raws ``feed`` would return, and the
+        unfinished tail is kept the same way. None when the blocks are anything else, or
+        ``chunk`` completes none: then nothing was taken, and ``feed`` gets the chunk.
+
+        A relay can then handle a run of ordinary chunks with a few C-level scans instead of
+        building an ``SSEEvent`` per block.
+        """
+        end = chunk.rfind(b"\n\n") + 2
+        if end < 2 or _CR in chunk:
+            return None
+        tail = chunk[end:]  # no pair of line ends in it, nor a line end first (rfind's)
+        if self._parts:
+            run = b"".join(self._parts) + chunk[:end]
+            if _CR in run:
+                return None
+        else:
+            run = chunk[:end] if tail else chunk
+        n = run.count(b"\n\n")
+        if (
+            run.count(b"\n") != 2 * n
+            or not run.startswith(_PLAIN_START)
+            or run.count(_PLAIN_JOIN) != n - 1
+            or run.count(_PLAIN_END) != n
+        ):
+            return None
+        # The tail holds no pair of line ends: a block end can start at its last byte at most.
+        self._keep(tail, max(len(tail) - 1, 0))
+        return run, n
 
     def flush(self) -> list[SSEEvent]:
         """At the end of the stream, return the unfinished tail as a last block, if any."""
@@ -167,6 +203,14 @@ class SSEDecoder:
         self._pending = 0
         self._scan = 0
         self._suffix = b""
+
+
+def split_blocks(run: bytes) -> list[SSEEvent]:
+    """The events of ``run``, a whole number of blocks (as ``feed_plain`` returns)."""
+    decoder = SSEDecoder(max_buffer=len(run))
+    events = decoder.feed(run)
+    events.extend(decoder.flush())
+    return events
 
 
 def _skip_blank_lines(buf: bytes, pos: int) -> int:

@@ -38,6 +38,11 @@ class TextTracker:
             self._text.append(value)
             self._text_length += len(value)
 
+    def feed_plain(self, run: bytes, n: int) -> bool:
+        """Take ``n`` plain ``data:`` events at once if that is the same as feeding each
+        (see ``OpenAIStreamTracker``); this base never does."""
+        return False
+
     def mark(self) -> TrackerMark:
         """Remember what has been recorded so far, to ``truncate`` back to it."""
         return TrackerMark(self._text_length, self.usage, self.snapshot())

@@ -6,6 +6,7 @@ is not a non-negative int (including ``true``, ``1.5`` and ``"12"``) reads as 0.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from array import array
 from typing import Any
@@ -95,7 +96,8 @@ class OpenAIStreamTracker(TextTracker):
         super().__init__()
         self.model: str | None = None
         self._chunks = 0
-        self._kept: list[str] = []  # data of chunks not parsed yet, in stream order
+        # Data of chunks not parsed yet, in stream order (bytes when taken by feed_plain).
+        self._kept: list[str | bytes] = []
         self._kept_size = 0
         self._lazy = 0  # chunks ever kept (parsed or not)
         # For each kept chunk parsed so far, in order: the text length and chunk count after it.
@@ -172,6 +174,22 @@ class OpenAIStreamTracker(TextTracker):
             return EventKind.OTHER
         return self._read(chunk, parse_kept_first=True)
 
+    def feed_plain(self, run: bytes, n: int) -> bool:
+        """Take ``n`` events at once: ``run`` is their bytes, each a ``data: {...}`` line and
+        a blank line (``SSEDecoder.feed_plain``). Only when ``feed`` would keep every one
+        unparsed as an ordinary chunk, which it then does; otherwise nothing is taken and the
+        events go to ``feed`` one by one. Returns whether they were taken."""
+        if not self.lazy or self.model is None:
+            return False
+        datas = run[6:-2].split(b"\n\ndata: ")
+        for data in datas:
+            if b'"choices":[' not in data or (b'"usage":' in data and b'"usage":null' not in data):
+                return False
+        self._kept += datas
+        self._kept_size += len(run) - 8 * n
+        self._lazy += n
+        return True
+
     def _parse_kept(self) -> None:
         kept = self._kept
         if not kept:
@@ -184,6 +202,9 @@ class OpenAIStreamTracker(TextTracker):
                 chunk = orjson.loads(data)
             except orjson.JSONDecodeError:
                 chunk = None
+                if isinstance(data, bytes):  # as feed would have had it: invalid UTF-8 replaced
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        chunk = orjson.loads(data.decode("utf-8", "replace"))
             if isinstance(chunk, dict):
                 self._read(chunk, parse_kept_first=False)
             text_ends.append(self._text_length)

@@ -36,6 +36,8 @@ class StreamTracker(Protocol):
 
     def feed(self, event: SSEEvent) -> EventKind: ...
 
+    def feed_plain(self, run: bytes, n: int) -> bool: ...
+
     def mark(self) -> Any: ...
 
     def truncate(self, mark: Any) -> None: ...
@@ -57,6 +59,9 @@ class Endpoint:
     path = ""
     max_tokens_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens")
     streams = True
+    # The stream is mostly single-line "data: {...}" events: worth trying the relay's fast
+    # path (SSEDecoder.feed_plain, StreamTracker.feed_plain, rewrite_plain) on each read.
+    plain_runs = False
 
     def __init__(self, aliases: Mapping[str, str] | None = None) -> None:
         self.aliases: Mapping[str, str] = dict(aliases or {})
@@ -145,3 +150,8 @@ class Endpoint:
     def rewrite_event(self, raw: bytes, kind: EventKind, strip_usage: bool) -> bytes:
         """A chance to undo what the gateway added to the request (e.g. forced usage)."""
         return raw
+
+    def rewrite_plain(self, run: bytes, strip_usage: bool) -> bytes:
+        """``rewrite_event`` over a run of ordinary chunks (``SSEDecoder.feed_plain``) that
+        the tracker took with ``feed_plain``, all at once."""
+        return run

@@ -12,10 +12,12 @@ from gateway.usage import EventKind, OpenAIStreamTracker, usage_from_openai_body
 from pricing import ModelPrice, Usage
 
 USAGE_NULL_SUFFIX = b',"usage":null}'
+USAGE_NULL_BLOCK_END = USAGE_NULL_SUFFIX + b"\n\n"
 
 
 class ChatCompletions(Endpoint):
     path = "/chat/completions"
+    plain_runs = True
 
     def upstream_body(self, req: ParsedRequest) -> tuple[bytes, bool]:
         """Streams always ask for usage; the client's own choice is remembered."""
@@ -58,6 +60,11 @@ class ChatCompletions(Endpoint):
         if start > 0 and raw[start : end + 1] == USAGE_NULL_SUFFIX:
             return raw[:start] + b"}" + raw[end + 1 :]
         return raw
+
+    def rewrite_plain(self, run: bytes, strip_usage: bool) -> bytes:
+        # Each block of a plain run ends with "}\n\n": its last "}" is the one rewrite_event
+        # looks at, so one replace over the run does what it does to each chunk.
+        return run.replace(USAGE_NULL_BLOCK_END, b"}\n\n") if strip_usage else run
 
 
 class Completions(ChatCompletions):

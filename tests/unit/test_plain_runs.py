@@ -1,0 +1,220 @@
+"""The relay's fast path for runs of ordinary chunks must do exactly what the per-event path does.
+
+``SSEDecoder.feed_plain`` hands over a run of single-line ``data: {...}`` blocks at once,
+``OpenAIStreamTracker.feed_plain`` keeps them unparsed, and ``ChatCompletions.rewrite_plain``
+strips the forced ``"usage":null`` from all of them with one replace. Each is checked here
+against the per-event path on random streams, cut into random reads.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import orjson
+import pytest
+
+from gateway.endpoints.openai import ChatCompletions
+from gateway.sse import SSEDecoder, SSEEvent, split_blocks
+from gateway.tracking import TrackerMark
+from gateway.usage import EventKind, OpenAIStreamTracker
+
+
+def chunk_line(content: str, *, usage: object = None, spaced: bool = False) -> bytes:
+    chunk = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+        "usage": usage,
+    }
+    text = json.dumps(chunk) if spaced else orjson.dumps(chunk).decode()
+    return f"data: {text}\n\n".encode()
+
+
+def random_block(rng: random.Random) -> bytes:
+    """Mostly ordinary chunks, and now and then everything a stream may also hold."""
+    pick = rng.random()
+    if pick < 0.75:
+        return chunk_line(rng.choice(["a", " bc", "é\\n", "", '"q"', "\u2028"]))
+    others = [
+        chunk_line("X", spaced=True),  # not OpenAI's spelling: parsed at once
+        chunk_line("", usage={"prompt_tokens": 3, "completion_tokens": 2}),
+        b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n',
+        b"data: [DONE]\n\n",
+        b": keep-alive\n\n",
+        b'event: error\ndata: {"error":{"message":"x"}}\n\n',
+        b'data: {"choices":[{"delta":{"content":"two"}}]}\r\n\r\n',
+        b'data: {"choices":[{"delta":{"content":"line"}}],\ndata: "x":1}\n\n',
+        b"\n" + chunk_line("after a blank line"),
+        b'data: {"choices":[{"delta":{"content":"bad \xff utf-8"}}],"usage":null}\n\n',
+        b'data: {"no":"choices","usage":null}\n\n',
+        b'data: {"choices":[{"delta":{"content":"space"}}],"usage":null} \n\n',
+        b'data: {"choices":[{"delta":{"content":"s"}}],"usage":null}\n\n',
+        b'data:{"choices":[{"delta":{"content":"no space"}}],"usage":null}\n\n',
+        b'data: {"choices":[{"delta":{"content":"a \r line end"}}],"usage":null}\n\n',
+        b'event: x {"choices":[]}\n\n',
+        b'data: {"choices":[{"delta":{"content":"n"},"x":{"a":1,"usage":null}}],"usage":null}\n\n',
+    ]
+    return rng.choice(others)
+
+
+def random_reads(data: bytes, rng: random.Random) -> list[bytes]:
+    reads, pos = [], 0
+    while pos < len(data):
+        size = rng.choice((1, 7, 40, 180, 181, 400, 1500, 9000))
+        reads.append(data[pos : pos + size])
+        pos += size
+    return reads
+
+
+def random_stream(rng: random.Random) -> bytes:
+    return b"".join(random_block(rng) for _ in range(rng.randint(1, 60)))
+
+
+def test_a_run_of_plain_blocks_comes_out_whole_and_the_tail_waits() -> None:
+    decoder = SSEDecoder()
+    first, second = chunk_line("a"), chunk_line("b")
+    assert decoder.feed_plain(first + second[:10]) == (first, 1)
+    assert decoder.pending == 10
+    assert decoder.feed_plain(second[10:] + first) == (second + first, 2)
+    assert decoder.pending == 0
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        b"data: [DONE]\n\n",
+        b": comment\n\n",
+        b"data: {}\r\n\r\n",
+        b"event: x\ndata: {}\n\n",
+        b"data: {}\n\n\ndata: {}",  # a blank line opens the next block
+        b'data: {"a":1} \n\n',
+        b"data: {}",  # completes nothing
+    ],
+)
+def test_anything_else_is_left_to_feed_untouched(chunk: bytes) -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed_plain(chunk) is None
+    assert decoder.pending == 0
+
+
+def test_a_line_end_in_the_waiting_part_is_left_to_feed() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b'data: {"choices":[{"delta":{"content":"x\r') == []
+    assert decoder.feed_plain(b'y"}}]}\n\n') is None  # "\r" ended a line: two lines
+    [event] = decoder.feed(b'y"}}]}\n\n')
+    assert event.data == '{"choices":[{"delta":{"content":"x'
+
+
+def test_a_long_event_in_many_reads_comes_out_when_it_ends() -> None:
+    decoder = SSEDecoder()
+    line = chunk_line("x" * 5000)
+    for i in range(0, len(line) - 2, 100):
+        piece = line[i : min(i + 100, len(line) - 2)]
+        assert decoder.feed_plain(piece) is None  # no block end in it: left to feed
+        assert decoder.feed(piece) == []
+    assert decoder.feed_plain(b"\n\n") == (line, 1)
+    assert decoder.pending == 0
+
+
+def decode_both_ways(reads: list[bytes], use_plain: bool) -> list[list[SSEEvent]]:
+    """Events per read, through ``feed_plain`` first when ``use_plain``, else ``feed`` only."""
+    decoder = SSEDecoder()
+    out = []
+    for data in reads:
+        run = decoder.feed_plain(data) if use_plain else None
+        out.append(decoder.feed(data) if run is None else split_blocks(run[0]))
+        if run is not None:
+            assert len(out[-1]) == run[1]
+    out.append(decoder.flush())
+    return out
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_decoding_with_plain_runs_gives_the_same_events_per_read(seed: int) -> None:
+    rng = random.Random(seed)
+    stream = random_stream(rng)
+    reads = random_reads(stream, rng)
+    assert decode_both_ways(reads, True) == decode_both_ways(reads, False)
+
+
+def relay(reads: list[bytes], strip: bool, fast: bool, rng: random.Random) -> tuple[object, ...]:
+    """What the proxy's loop does with each read (fast: with plain runs), plus marks and
+    truncates at random, as a client that goes away makes it. Returns everything observable."""
+    endpoint = ChatCompletions()
+    decoder, tracker = SSEDecoder(), OpenAIStreamTracker()
+    tracker.LAZY_LIMIT = rng.choice([10**9, 500])
+    written: list[bytes] = []
+    kinds: list[EventKind] = []
+    marks: list[TrackerMark] = []
+    texts: list[str] = []
+    for data in reads:
+        out: list[bytes] = []
+        run = decoder.feed_plain(data) if fast else None
+        if run is None:
+            events = decoder.feed(data)
+            if not events:
+                continue
+            mark = tracker.mark()
+        else:
+            mark = tracker.mark()
+            if tracker.feed_plain(*run):
+                events = []
+                out.append(endpoint.rewrite_plain(run[0], strip))
+                kinds += [EventKind.CHUNK] * run[1]
+            else:
+                events = split_blocks(run[0])
+        for event in events:
+            kind = tracker.feed(event)
+            kinds.append(kind)
+            if kind is EventKind.USAGE_ONLY and strip:
+                continue
+            out.append(endpoint.rewrite_event(event.raw, kind, strip))
+        marks.append(mark)  # marks[i] was taken just before written[i]
+        if rng.random() < 0.1:  # this read never reached the client: forget it (or more)
+            index = len(marks) - 1 if rng.random() < 0.7 else rng.randrange(len(marks))
+            tracker.truncate(marks[index])
+            del marks[index:], written[index:]
+            continue
+        written.append(b"".join(out))
+        if rng.random() < 0.1:  # reading the text in between parses what was kept
+            texts.append(tracker.text)
+    return (b"".join(written), kinds, texts, tracker.text, tracker.chunks, tracker.usage,
+            tracker.model)  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_relaying_with_plain_runs_matches_event_by_event(seed: int) -> None:
+    """Same bytes to the client, same kinds, same text, chunk count, usage and model, with
+    random truncates, as feeding the tracker one event at a time (which in turn matches
+    parsing every chunk at once: tests/unit/test_usage.py)."""
+    rng = random.Random(seed)
+    stream = random_stream(rng)
+    reads = random_reads(stream, rng)
+    strip = rng.random() < 0.7
+    state = rng.getstate()
+    fast = relay(reads, strip, True, rng)
+    rng.setstate(state)  # the same truncates on both sides
+    assert fast == relay(reads, strip, False, rng)
+
+
+def test_the_first_chunk_is_always_read_for_the_model() -> None:
+    tracker = OpenAIStreamTracker()
+    run = chunk_line("a") + chunk_line("b")
+    assert not tracker.feed_plain(run, 2)  # the model is not known yet
+    tracker.feed(split_blocks(chunk_line("a"))[0])
+    assert tracker.model == "gpt-4o-mini"
+    assert tracker.feed_plain(run, 2)
+    assert (tracker.text, tracker.chunks) == ("aab", 3)
+
+
+def test_rewrite_plain_strips_the_forced_usage_of_every_chunk() -> None:
+    endpoint = ChatCompletions()
+    run = chunk_line("a") + chunk_line("b")
+    expected = b"".join(
+        endpoint.rewrite_event(e.raw, EventKind.CHUNK, True) for e in split_blocks(run)
+    )
+    assert endpoint.rewrite_plain(run, True) == expected
+    assert b'"usage"' not in expected
+    assert endpoint.rewrite_plain(run, False) == run
