@@ -11,6 +11,9 @@ pass-through and Tollgate forward):
                                                      (``X-Bench-Chunks``)
   ``--chunk-delay-ms``  pause between stream chunks  (``X-Bench-Chunk-Delay-Ms``)
 
+The HTTP side is ``bench.upstream_server``: a raw asyncio protocol that writes each answer's
+precomputed bytes (a plain answer in one write, a stream one HTTP chunk per event).
+
     python -m bench.upstream --port 9001 --latency-ms 0
 """
 
@@ -18,18 +21,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
 
+from bench.upstream_server import HttpServerProtocol, Reply, Wire, encode, text_answer
 from gateway.providers.mock import answer
 from gateway.tokens import TokenCounter
 
 MAX_SHAPES = 512  # distinct request shapes kept; bench traffic has a handful
+LATENCY, CHUNKS, CHUNK_DELAY = b"x-bench-latency-ms", b"x-bench-chunks", b"x-bench-chunk-delay-ms"
+KNOB_HEADERS = frozenset({LATENCY, CHUNKS, CHUNK_DELAY})
+HEALTHZ_HEADERS = {"Content-Type": "application/json"}
+HEALTHZ = encode(200, HEALTHZ_HEADERS, [b'{"status":"ok"}'], stream=False)
+HEALTHZ_HEAD = encode(200, HEALTHZ_HEADERS, [b'{"status":"ok"}'], stream=False, head_only=True)
+NOT_FOUND = text_answer(404)
+ONLY_POST = text_answer(405, extra={"Allow": "POST"})
+ONLY_GET = text_answer(405, extra={"Allow": "GET,HEAD"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +58,7 @@ class Prepared:
     headers: dict[str, str]
     chunks: tuple[bytes, ...]
     stream: bool
+    wire: Wire  # the bytes that answer it
 
 
 def stream_chunks(payload: dict[str, Any], n: int, prompt_tokens: int) -> list[bytes]:
@@ -88,24 +102,36 @@ def stream_chunks(payload: dict[str, Any], n: int, prompt_tokens: int) -> list[b
 
 
 class Upstream:
+    """What to answer: ``respond`` routes a request, ``prepare`` builds (once) each answer."""
+
     def __init__(self, defaults: Knobs, counter: TokenCounter) -> None:
         self._defaults = defaults
         self._counter = counter
         self._shapes: dict[tuple[str, bytes, int], Prepared] = {}
-        self.app = web.Application(client_max_size=16 * 1024 * 1024)
-        self.app.router.add_post("/v1/{tail:.*}", self.handle)
-        self.app.router.add_get("/healthz", self.healthz)
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+    def respond(
+        self, method: bytes, path: bytes, body: bytes, given: dict[bytes, bytes] | None
+    ) -> Reply:
+        """The answer to one request (``given``: its knob headers, if it had any)."""
+        if path.startswith(b"/v1/"):
+            if method != b"POST":
+                return ONLY_POST, 0.0, 0.0
+            knobs = self._defaults if given is None else self.knobs(given)
+            prepared = self.prepare(path[3:].decode(errors="replace"), body, knobs.chunks)
+            return prepared.wire, knobs.latency, knobs.chunk_delay
+        if path == b"/healthz":
+            if method == b"GET":
+                return HEALTHZ, 0.0, 0.0
+            return (HEALTHZ_HEAD if method == b"HEAD" else ONLY_GET), 0.0, 0.0
+        return NOT_FOUND, 0.0, 0.0
 
-    def knobs(self, request: web.Request) -> Knobs:
-        h = request.headers
+    def knobs(self, given: dict[bytes, bytes]) -> Knobs:
         d = self._defaults
+        chunks = given.get(CHUNKS)
         return Knobs(
-            latency=_ms(h.get("X-Bench-Latency-Ms"), d.latency),
-            chunks=int(h.get("X-Bench-Chunks", d.chunks)),
-            chunk_delay=_ms(h.get("X-Bench-Chunk-Delay-Ms"), d.chunk_delay),
+            latency=_ms(given.get(LATENCY), d.latency),
+            chunks=d.chunks if chunks is None else int(chunks),
+            chunk_delay=_ms(given.get(CHUNK_DELAY), d.chunk_delay),
         )
 
     def prepare(self, path: str, body: bytes, chunks: int) -> Prepared:
@@ -121,35 +147,15 @@ class Upstream:
             plain = answer(path, orjson.dumps({**payload, "stream": False}), self._counter)
             prompt = orjson.loads(plain.chunks[0])["usage"]["prompt_tokens"]
             parts = stream_chunks(payload, chunks, prompt)
-        prepared = Prepared(result.status, dict(result.headers), tuple(parts), stream)
+        wire = encode(result.status, result.headers, parts, stream=stream)
+        prepared = Prepared(result.status, dict(result.headers), tuple(parts), stream, wire)
         if len(self._shapes) >= MAX_SHAPES:
             self._shapes.clear()
         self._shapes[shape] = prepared
         return prepared
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        knobs = self.knobs(request)
-        prepared = self.prepare("/" + request.match_info["tail"], body, knobs.chunks)
-        if knobs.latency:
-            await asyncio.sleep(knobs.latency)
-        if not prepared.stream:
-            return web.Response(
-                status=prepared.status, body=prepared.chunks[0], headers=prepared.headers
-            )
-        response = web.StreamResponse(status=prepared.status, headers=prepared.headers)
-        await response.prepare(request)
-        delay = knobs.chunk_delay
-        last = len(prepared.chunks) - 1
-        for i, chunk in enumerate(prepared.chunks):
-            await response.write(chunk)
-            if delay and i < last:
-                await asyncio.sleep(delay)
-        await response.write_eof()
-        return response
 
-
-def _ms(header: str | None, default: float) -> float:
+def _ms(header: bytes | None, default: float) -> float:
     return float(header) / 1000.0 if header is not None else default
 
 
@@ -163,19 +169,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> None:
-    args = build_parser().parse_args()
+async def serve(upstream: Upstream, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: HttpServerProtocol(upstream.respond, KNOB_HEADERS), host, port, backlog=1024
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run``, on uvloop when it is installed."""
     try:
         import uvloop
-
-        uvloop.install()
     except ImportError:
-        pass
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     counter = TokenCounter()
     counter.warm()
     defaults = Knobs(args.latency_ms / 1000.0, args.chunks, args.chunk_delay_ms / 1000.0)
-    upstream = Upstream(defaults, counter)
-    web.run_app(upstream.app, host=args.host, port=args.port, print=None, access_log=None)
+    run(serve(Upstream(defaults, counter), args.host, args.port))
 
 
 if __name__ == "__main__":
