@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway import errors, ratelimit
+from gateway import errors, ratelimit, relay_read
 from gateway.auth import Authenticator, Caller
 from gateway.endpoints import Endpoint
 from gateway.endpoints.base import StreamTracker
@@ -34,7 +34,7 @@ from gateway.providers.base import UpstreamRequest, UpstreamResponse
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.settler import Call, Settler
-from gateway.sse import SSEDecoder, comment, split_blocks
+from gateway.sse import SSEDecoder, comment
 from gateway.tokens import TokenCounter
 from gateway.tracking import partial_usage
 from gateway.usage import EventKind
@@ -275,21 +275,11 @@ class Proxy:
         try:
             await response.prepare(request)
             async for chunk in upstream.iter_chunks():
-                out: list[bytes] = []
-                # The fast path: a run of ordinary chunks, taken whole (no work per event).
-                run = decoder.feed_plain(chunk) if endpoint.plain_runs else None
-                if run is None:
-                    events = decoder.feed(chunk)
-                    if not events:
-                        continue
-                    mark = tracker.mark()
-                else:
-                    mark = tracker.mark()
-                    if tracker.feed_plain(*run):
-                        events = []
-                        out.append(endpoint.rewrite_plain(run[0], strip))
-                    else:
-                        events = split_blocks(run[0])
+                mark = tracker.mark()
+                plain, events = relay_read.take(decoder, tracker, endpoint, chunk, strip)
+                if not (plain or events):
+                    continue
+                out = [plain] if plain else []
                 for event in events:
                     kind = tracker.feed(event)
                     if kind is EventKind.USAGE_ONLY and strip:

@@ -27,6 +27,7 @@ _NOT_SEARCHED = -1  # below any position, so the first lookup always searches
 _PLAIN_START = b"data: {"
 _PLAIN_JOIN = b"\n\ndata: {"
 _PLAIN_END = b"}\n\n"
+_CLOSE = ord("}")
 
 
 class SSEBufferOverflow(ValueError):
@@ -95,37 +96,42 @@ class SSEDecoder:
             buf = chunk
         return self._split(buf, self._scan)
 
-    def feed_plain(self, chunk: bytes) -> tuple[bytes, int] | None:
-        """The blocks ``chunk`` completes as one piece, when each is a single ``data: {...}``
-        line and its blank line (how OpenAI writes every event but ``[DONE]``): the run's
-        bytes and how many blocks. They are exactly the raws ``feed`` would return, and the
-        unfinished tail is kept the same way. None when the blocks are anything else, or
-        ``chunk`` completes none: then nothing was taken, and ``feed`` gets the chunk.
+    def feed_plain(self, chunk: bytes) -> tuple[bytes, int, bytes] | None:
+        """Split off the plain run at the start of what ``chunk`` completes: the blocks that
+        are each a single ``data: {...}`` line and its blank line (how OpenAI writes every
+        event but ``[DONE]``). Returns (the run's bytes, how many blocks, the rest), where the
+        rest must go to ``feed`` next. The run's bytes are exactly the raws ``feed`` would have
+        returned for those blocks. None (nothing taken) when no plain block comes first.
 
         A relay can then handle a run of ordinary chunks with a few C-level scans instead of
         building an ``SSEEvent`` per block.
         """
         end = chunk.rfind(b"\n\n") + 2
-        if end < 2 or _CR in chunk:
-            return None
-        tail = chunk[end:]  # no pair of line ends in it, nor a line end first (rfind's)
+        if end < 2 or (end == len(chunk) and chunk.find(b"\n\n") == end - 2 and not self._parts):
+            return None  # one block: no faster this way
         if self._parts:
-            run = b"".join(self._parts) + chunk[:end]
-            if _CR in run:
-                return None
+            buf = b"".join(self._parts) + chunk
+            end += len(buf) - len(chunk)
         else:
-            run = chunk[:end] if tail else chunk
-        n = run.count(b"\n\n")
-        if (
-            run.count(b"\n") != 2 * n
-            or not run.startswith(_PLAIN_START)
-            or run.count(_PLAIN_JOIN) != n - 1
-            or run.count(_PLAIN_END) != n
-        ):
-            return None
-        # The tail holds no pair of line ends: a block end can start at its last byte at most.
-        self._keep(tail, max(len(tail) - 1, 0))
-        return run, n
+            buf = chunk
+        run = buf[:end] if end < len(buf) else buf
+        n = _plain_blocks(run)
+        if not n:  # something else comes after (or instead of) a plain run: where does it stop?
+            last = buf.rfind(b"\n\n", 0, end - 2) + 2  # the last block (a stream's [DONE])
+            n = _plain_blocks(buf[:last]) if last > 2 else 0
+            if n:
+                end = last
+            else:
+                end, n = _plain_prefix(buf, end)
+                if not n:
+                    return None
+            run = buf[:end]
+        self._reset()
+        rest = buf[end:]
+        if rest and _CR not in rest and b"\n\n" not in rest:  # the usual tail: keep it here
+            self._keep(rest, len(rest) - 1)
+            rest = b""
+        return run, n, rest
 
     def flush(self) -> list[SSEEvent]:
         """At the end of the stream, return the unfinished tail as a last block, if any."""
@@ -203,6 +209,32 @@ class SSEDecoder:
         self._pending = 0
         self._scan = 0
         self._suffix = b""
+
+
+def _plain_blocks(run: bytes) -> int:
+    """How many blocks ``run`` holds if every one is plain (0 if not), by counting."""
+    n = run.count(b"\n\n")
+    if (
+        run.count(b"\n") == 2 * n
+        and run.startswith(_PLAIN_START)
+        and run.count(_PLAIN_JOIN) == n - 1
+        and run.count(_PLAIN_END) == n
+        and _CR not in run
+    ):
+        return n
+    return 0
+
+
+def _plain_prefix(buf: bytes, end: int) -> tuple[int, int]:
+    """Where the plain blocks at the start of ``buf[:end]`` stop, and how many there are."""
+    pos = n = 0
+    while pos < end and buf.startswith(_PLAIN_START, pos):
+        eol = buf.find(b"\n", pos, end)
+        if eol < 0 or buf[eol + 1] != _LF or buf[eol - 1] != _CLOSE or _CR in buf[pos:eol]:
+            break
+        pos = eol + 2
+        n += 1
+    return pos, n
 
 
 def split_blocks(run: bytes) -> list[SSEEvent]:

@@ -38,10 +38,11 @@ class TextTracker:
             self._text.append(value)
             self._text_length += len(value)
 
-    def feed_plain(self, run: bytes, n: int) -> bool:
-        """Take ``n`` plain ``data:`` events at once if that is the same as feeding each
-        (see ``OpenAIStreamTracker``); this base never does."""
-        return False
+    def feed_plain(self, run: bytes, n: int) -> int:
+        """Take plain ``data:`` events from the start of ``run`` where that is the same as
+        feeding each (see ``OpenAIStreamTracker``); returns the bytes taken. This base takes
+        none."""
+        return 0
 
     def mark(self) -> TrackerMark:
         """Remember what has been recorded so far, to ``truncate`` back to it."""

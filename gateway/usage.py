@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 from array import array
 from typing import Any
 
@@ -174,21 +175,41 @@ class OpenAIStreamTracker(TextTracker):
             return EventKind.OTHER
         return self._read(chunk, parse_kept_first=True)
 
-    def feed_plain(self, run: bytes, n: int) -> bool:
-        """Take ``n`` events at once: ``run`` is their bytes, each a ``data: {...}`` line and
-        a blank line (``SSEDecoder.feed_plain``). Only when ``feed`` would keep every one
-        unparsed as an ordinary chunk, which it then does; otherwise nothing is taken and the
-        events go to ``feed`` one by one. Returns whether they were taken."""
-        if not self.lazy or self.model is None:
-            return False
+    def feed_plain(self, run: bytes, n: int) -> int:
+        """Take events from the start of ``run``: ``n`` blocks, each a ``data: {...}`` line
+        and a blank line (``SSEDecoder.feed_plain``). Each one taken is an ordinary chunk,
+        recorded exactly as ``feed`` would (kept unparsed once the model is known); taking
+        stops at the first that ``feed`` would treat otherwise. Returns how many bytes of
+        ``run`` were taken: the events after them still go to ``feed``."""
+        if not self.lazy:
+            return 0
         datas = run[6:-2].split(b"\n\ndata: ")
-        for data in datas:
+        taken = first = 0
+        while self.model is None and first < len(datas):  # read at once, as feed does
+            try:
+                chunk = orjson.loads(datas[first])
+            except orjson.JSONDecodeError:
+                return taken
+            if not (isinstance(chunk, dict) and isinstance(chunk.get("choices"), list)):
+                return taken
+            if not chunk["choices"] and isinstance(chunk.get("usage"), dict):
+                return taken  # the usage-only chunk
+            self._read(chunk, parse_kept_first=True)
+            taken += len(datas[first]) + 8
+            first += 1
+        last = first
+        for data in itertools.islice(datas, first, None):
             if b'"choices":[' not in data or (b'"usage":' in data and b'"usage":null' not in data):
-                return False
-        self._kept += datas
-        self._kept_size += len(run) - 8 * n
-        self._lazy += n
-        return True
+                break
+            last += 1
+        if last > first:
+            kept = datas[first:last]
+            size = sum(map(len, kept))
+            self._kept += kept
+            self._kept_size += size
+            self._lazy += last - first
+            taken += size + 8 * (last - first)
+        return taken
 
     def _parse_kept(self) -> None:
         kept = self._kept

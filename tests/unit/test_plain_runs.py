@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from gateway.endpoints.openai import ChatCompletions
+from gateway.relay_read import take
 from gateway.sse import SSEDecoder, SSEEvent, split_blocks
 from gateway.tracking import TrackerMark
 from gateway.usage import EventKind, OpenAIStreamTracker
@@ -55,6 +56,7 @@ def random_block(rng: random.Random) -> bytes:
         b'data: {"choices":[{"delta":{"content":"a \r line end"}}],"usage":null}\n\n',
         b'event: x {"choices":[]}\n\n',
         b'data: {"choices":[{"delta":{"content":"n"},"x":{"a":1,"usage":null}}],"usage":null}\n\n',
+        b'data: {"choices":[{"delta":{"content":"m"}}],"usage":null}\nid: 7\n\n',
     ]
     return rng.choice(others)
 
@@ -68,16 +70,38 @@ def random_reads(data: bytes, rng: random.Random) -> list[bytes]:
     return reads
 
 
+# Blocks without a model: a stream that starts with some keeps the tracker reading chunks
+# at once (for the model) for a while.
+NAMELESS = [
+    b'data: {"choices":[{"delta":{"content":"x"}}],"usage":null}\n\n',
+    b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n',
+    b'data: {"choices":[],"usage":null}\n\n',
+    b'data: {"choices":{"0":1},"usage":null}\n\n',
+    b'data: {"x":{"choices":[1]},"usage":null}\n\n',
+    b'data: {"choices":[{"delta":{"content":"y"}}],"model":""}\n\n',
+    b'data: {"choices":[{"delta":{"content":"bad \xff"}}]}\n\n',
+    b"data: {not json}\n\n",
+]
+
+
 def random_stream(rng: random.Random) -> bytes:
-    return b"".join(random_block(rng) for _ in range(rng.randint(1, 60)))
+    head = rng.choices(NAMELESS, k=rng.choice([0, 0, 1, 3, 6]))
+    return b"".join(head + [random_block(rng) for _ in range(rng.randint(1, 60))])
 
 
 def test_a_run_of_plain_blocks_comes_out_whole_and_the_tail_waits() -> None:
     decoder = SSEDecoder()
     first, second = chunk_line("a"), chunk_line("b")
-    assert decoder.feed_plain(first + second[:10]) == (first, 1)
+    assert decoder.feed_plain(first + second[:10]) == (first, 1, b"")
     assert decoder.pending == 10
-    assert decoder.feed_plain(second[10:] + first) == (second + first, 2)
+    assert decoder.feed_plain(second[10:] + first) == (second + first, 2, b"")
+    assert decoder.pending == 0
+
+
+def test_what_follows_a_plain_run_is_left_for_feed() -> None:
+    decoder = SSEDecoder()
+    first, done = chunk_line("a"), b"data: [DONE]\n\n"
+    assert decoder.feed_plain(first + done + first[:5]) == (first, 1, done + first[:5])
     assert decoder.pending == 0
 
 
@@ -88,12 +112,12 @@ def test_a_run_of_plain_blocks_comes_out_whole_and_the_tail_waits() -> None:
         b": comment\n\n",
         b"data: {}\r\n\r\n",
         b"event: x\ndata: {}\n\n",
-        b"data: {}\n\n\ndata: {}",  # a blank line opens the next block
+        b"\ndata: {}\n\n",  # a blank line opens the block
         b'data: {"a":1} \n\n',
         b"data: {}",  # completes nothing
     ],
 )
-def test_anything_else_is_left_to_feed_untouched(chunk: bytes) -> None:
+def test_anything_else_first_is_left_to_feed_untouched(chunk: bytes) -> None:
     decoder = SSEDecoder()
     assert decoder.feed_plain(chunk) is None
     assert decoder.pending == 0
@@ -114,7 +138,7 @@ def test_a_long_event_in_many_reads_comes_out_when_it_ends() -> None:
         piece = line[i : min(i + 100, len(line) - 2)]
         assert decoder.feed_plain(piece) is None  # no block end in it: left to feed
         assert decoder.feed(piece) == []
-    assert decoder.feed_plain(b"\n\n") == (line, 1)
+    assert decoder.feed_plain(b"\n\n") == (line, 1, b"")
     assert decoder.pending == 0
 
 
@@ -123,10 +147,14 @@ def decode_both_ways(reads: list[bytes], use_plain: bool) -> list[list[SSEEvent]
     decoder = SSEDecoder()
     out = []
     for data in reads:
-        run = decoder.feed_plain(data) if use_plain else None
-        out.append(decoder.feed(data) if run is None else split_blocks(run[0]))
-        if run is not None:
-            assert len(out[-1]) == run[1]
+        plain = decoder.feed_plain(data) if use_plain else None
+        if plain is None:
+            out.append(decoder.feed(data))
+            continue
+        run, n, rest = plain
+        events = split_blocks(run)
+        assert len(events) == n
+        out.append(events + decoder.feed(rest))
     out.append(decoder.flush())
     return out
 
@@ -150,21 +178,15 @@ def relay(reads: list[bytes], strip: bool, fast: bool, rng: random.Random) -> tu
     marks: list[TrackerMark] = []
     texts: list[str] = []
     for data in reads:
-        out: list[bytes] = []
-        run = decoder.feed_plain(data) if fast else None
-        if run is None:
-            events = decoder.feed(data)
-            if not events:
-                continue
-            mark = tracker.mark()
+        mark = tracker.mark()
+        if fast:
+            plain, events = take(decoder, tracker, endpoint, data, strip)
+            kinds += [EventKind.CHUNK] * plain.count(b"\n\n")
         else:
-            mark = tracker.mark()
-            if tracker.feed_plain(*run):
-                events = []
-                out.append(endpoint.rewrite_plain(run[0], strip))
-                kinds += [EventKind.CHUNK] * run[1]
-            else:
-                events = split_blocks(run[0])
+            plain, events = b"", decoder.feed(data)
+        if not (plain or events):
+            continue
+        out = [plain] if plain else []
         for event in events:
             kind = tracker.feed(event)
             kinds.append(kind)
@@ -199,14 +221,22 @@ def test_relaying_with_plain_runs_matches_event_by_event(seed: int) -> None:
     assert fast == relay(reads, strip, False, rng)
 
 
-def test_the_first_chunk_is_always_read_for_the_model() -> None:
+def test_chunks_are_read_until_the_model_is_known_then_kept() -> None:
     tracker = OpenAIStreamTracker()
-    run = chunk_line("a") + chunk_line("b")
-    assert not tracker.feed_plain(run, 2)  # the model is not known yet
-    tracker.feed(split_blocks(chunk_line("a"))[0])
+    nameless = b'data: {"choices":[{"delta":{"content":"x"}}],"usage":null}\n\n'
+    run = nameless + chunk_line("a") + chunk_line("b")
+    assert tracker.feed_plain(run, 3) == len(run)
     assert tracker.model == "gpt-4o-mini"
-    assert tracker.feed_plain(run, 2)
-    assert (tracker.text, tracker.chunks) == ("aab", 3)
+    assert len(tracker._kept) == 1  # only "b": the others were read for the model
+    assert (tracker.text, tracker.chunks) == ("xab", 3)
+
+
+def test_the_tracker_stops_at_the_first_chunk_feed_would_treat_otherwise() -> None:
+    tracker = OpenAIStreamTracker()
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}}\n\n'
+    run = chunk_line("a") + usage + chunk_line("b")
+    assert tracker.feed_plain(run, 3) == len(chunk_line("a"))
+    assert tracker.usage is None
 
 
 def test_rewrite_plain_strips_the_forced_usage_of_every_chunk() -> None:
