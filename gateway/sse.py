@@ -212,12 +212,13 @@ class SSEDecoder:
 
 
 def _plain_blocks(run: bytes) -> int:
-    """How many blocks ``run`` holds if every one is plain (0 if not), by counting."""
-    n = run.count(b"\n\n")
+    """How many blocks ``run`` (which ends with a blank line) holds if every one is plain, by
+    counting; 0 if not. The n - 1 joins and the end hold 2n line ends: with no other line end,
+    the blocks are exactly what lies between them, and each must end with "}"."""
+    n = run.count(_PLAIN_JOIN) + 1
     if (
-        run.count(b"\n") == 2 * n
-        and run.startswith(_PLAIN_START)
-        and run.count(_PLAIN_JOIN) == n - 1
+        run.startswith(_PLAIN_START)
+        and run.count(b"\n") == 2 * n
         and run.count(_PLAIN_END) == n
         and _CR not in run
     ):

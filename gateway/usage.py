@@ -197,19 +197,32 @@ class OpenAIStreamTracker(TextTracker):
             self._read(chunk, parse_kept_first=True)
             taken += len(datas[first]) + 8
             first += 1
-        last = first
-        for data in itertools.islice(datas, first, None):
-            if b'"choices":[' not in data or (b'"usage":' in data and b'"usage":null' not in data):
-                break
-            last += 1
-        if last > first:
-            kept = datas[first:last]
-            size = sum(map(len, kept))
-            self._kept += kept
+        rest = datas[first:] if first else datas
+        if not self._all_keepable(run, rest):  # unusual: find the first one feed would read
+            last = 0
+            for data in rest:
+                if b'"choices":[' not in data or (
+                    b'"usage":' in data and b'"usage":null' not in data
+                ):
+                    break
+                last += 1
+            rest = rest[:last]
+        if rest:
+            size = len(run) - 8 * n if len(rest) == n else sum(map(len, rest))
+            self._kept += rest
             self._kept_size += size
-            self._lazy += last - first
-            taken += size + 8 * (last - first)
+            self._lazy += len(rest)
+            taken += size + 8 * len(rest)
         return taken
+
+    @staticmethod
+    def _all_keepable(run: bytes, datas: list[bytes]) -> bool:
+        """Whether every chunk in ``datas`` (pieces of ``run``) is one ``feed`` keeps, checked
+        in C: each has ``"choices":[``, and every ``"usage":`` in the run is ``"usage":null``
+        (stricter than needed: False sends the caller to the exact check)."""
+        return run.count(b'"usage":') == run.count(b'"usage":null') and all(
+            map(bytes.__contains__, datas, itertools.repeat(b'"choices":['))
+        )
 
     def _parse_kept(self) -> None:
         kept = self._kept

@@ -113,6 +113,8 @@ def test_what_follows_a_plain_run_is_left_for_feed() -> None:
         b"data: {}\r\n\r\n",
         b"event: x\ndata: {}\n\n",
         b"\ndata: {}\n\n",  # a blank line opens the block
+        b'data:{"a":1}\n\ndata: {"b":2}\n\n',  # valid SSE, but not the plain spelling
+        b'event: x}\n\ndata: {"b":2}\n\n',
         b'data: {"a":1} \n\n',
         b"data: {}",  # completes nothing
     ],
