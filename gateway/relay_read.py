@@ -21,10 +21,14 @@ def take(
     if endpoint.plain_runs:
         plain = decoder.feed_plain(chunk)
         if plain is not None:
-            run, n, rest = plain
-            taken = tracker.feed_plain(run, n)
-            events = split_blocks(run[taken:]) if taken < len(run) else []
+            run, datas, rest = plain
+            n = tracker.feed_plain(run, datas)
+            if n == len(datas):
+                taken, events = run, []
+            else:  # "data: " + data + blank line, for each block taken
+                size = sum(map(len, datas[:n])) + 8 * n
+                taken, events = run[:size], split_blocks(run[size:])
             if rest:
                 events += decoder.feed(rest)
-            return (endpoint.rewrite_plain(run[:taken], strip) if taken else b""), events
+            return (endpoint.rewrite_plain(taken, strip) if taken else b""), events
     return b"", decoder.feed(chunk)

@@ -38,10 +38,9 @@ class TextTracker:
             self._text.append(value)
             self._text_length += len(value)
 
-    def feed_plain(self, run: bytes, n: int) -> int:
-        """Take plain ``data:`` events from the start of ``run`` where that is the same as
-        feeding each (see ``OpenAIStreamTracker``); returns the bytes taken. This base takes
-        none."""
+    def feed_plain(self, run: bytes, datas: list[bytes]) -> int:
+        """Take plain ``data:`` events from the start of a run where that is the same as
+        feeding each (see ``OpenAIStreamTracker``); returns how many. This base takes none."""
         return 0
 
     def mark(self) -> TrackerMark:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import itertools
+import operator
 from array import array
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -175,54 +176,39 @@ class OpenAIStreamTracker(TextTracker):
             return EventKind.OTHER
         return self._read(chunk, parse_kept_first=True)
 
-    def feed_plain(self, run: bytes, n: int) -> int:
-        """Take events from the start of ``run``: ``n`` blocks, each a ``data: {...}`` line
-        and a blank line (``SSEDecoder.feed_plain``). Each one taken is an ordinary chunk,
-        recorded exactly as ``feed`` would (kept unparsed once the model is known); taking
-        stops at the first that ``feed`` would treat otherwise. Returns how many bytes of
-        ``run`` were taken: the events after them still go to ``feed``."""
+    def feed_plain(self, run: bytes, datas: list[bytes]) -> int:
+        """Take events from the start of a plain run (``SSEDecoder.feed_plain``: its bytes and
+        each block's data). Each one taken is an ordinary chunk, recorded exactly as ``feed``
+        would (kept unparsed once the model is known); taking stops at the first that ``feed``
+        would treat otherwise. Returns how many were taken: the others still go to ``feed``."""
         if not self.lazy:
             return 0
-        datas = run[6:-2].split(b"\n\ndata: ")
-        taken = first = 0
+        first = 0
         while self.model is None and first < len(datas):  # read at once, as feed does
             try:
                 chunk = orjson.loads(datas[first])
             except orjson.JSONDecodeError:
-                return taken
+                return first
             if not (isinstance(chunk, dict) and isinstance(chunk.get("choices"), list)):
-                return taken
+                return first
             if not chunk["choices"] and isinstance(chunk.get("usage"), dict):
-                return taken  # the usage-only chunk
+                return first  # the usage-only chunk
             self._read(chunk, parse_kept_first=True)
-            taken += len(datas[first]) + 8
             first += 1
         rest = datas[first:] if first else datas
-        if not self._all_keepable(run, rest):  # unusual: find the first one feed would read
-            last = 0
-            for data in rest:
-                if b'"choices":[' not in data or (
-                    b'"usage":' in data and b'"usage":null' not in data
-                ):
-                    break
-                last += 1
-            rest = rest[:last]
+        if rest and not rest[-1].endswith(b'"usage":null}'):
+            # Usually the stream's last read, ending with the usage chunk: leave that to feed.
+            end = len(run) - len(rest[-1]) - 8
+            rest = rest[:-1]
+        else:
+            end = len(run)
+        if rest and not _all_keepable(run, end, rest):
+            rest = rest[: _keepable(rest)]
         if rest:
-            size = len(run) - 8 * n if len(rest) == n else sum(map(len, rest))
             self._kept += rest
-            self._kept_size += size
+            self._kept_size += len(run) - 8 * len(datas) if rest is datas else sum(map(len, rest))
             self._lazy += len(rest)
-            taken += size + 8 * len(rest)
-        return taken
-
-    @staticmethod
-    def _all_keepable(run: bytes, datas: list[bytes]) -> bool:
-        """Whether every chunk in ``datas`` (pieces of ``run``) is one ``feed`` keeps, checked
-        in C: each has ``"choices":[``, and every ``"usage":`` in the run is ``"usage":null``
-        (stricter than needed: False sends the caller to the exact check)."""
-        return run.count(b'"usage":') == run.count(b'"usage":null') and all(
-            map(bytes.__contains__, datas, itertools.repeat(b'"choices":['))
-        )
+        return first + len(rest)
 
     def _parse_kept(self) -> None:
         kept = self._kept
@@ -301,6 +287,32 @@ class OpenAIStreamTracker(TextTracker):
 
 
 _DELTA_TEXT = frozenset({"content", "reasoning_content", "refusal"})
+_NOT_FOUND = -1
+
+
+def _all_keepable(run: bytes, end: int, datas: list[bytes]) -> bool:
+    """Whether every chunk in ``datas`` (the pieces of ``run[:end]``) is one ``feed`` keeps,
+    checked in C: each has ``"choices":[``, and ``"usage":null`` if it has ``"usage":``. A
+    chunk that ends with ``"usage":null}`` (every one, when the gateway forced the usage)
+    passes the second at no cost; otherwise every ``"usage":`` in the run must be null
+    (stricter than needed: False sends the caller to the exact check). ``bytes.find``, not
+    ``in``: ``in`` first tries its argument as an int, and clearing that error costs more."""
+    return (
+        all(map(bytes.endswith, datas, repeat(b'"usage":null}')))
+        or run.count(b'"usage":', 0, end) == run.count(b'"usage":null', 0, end)
+    ) and -1 not in list(map(bytes.find, datas, repeat(b'"choices":[')))
+
+
+def _keepable(datas: list[bytes]) -> int:
+    """How many chunks at the start of ``datas`` ``feed`` would keep unparsed (given the
+    model): each has ``"choices":[``, and ``"usage":null`` if it has ``"usage":``. In C."""
+    choices = list(map(bytes.find, datas, repeat(b'"choices":[')))
+    stop = choices.index(-1) if -1 in choices else len(datas)
+    usage = list(map(_NOT_FOUND.__ne__, map(bytes.find, datas, repeat(b'"usage":'))))
+    nulls = list(map(_NOT_FOUND.__ne__, map(bytes.find, datas, repeat(b'"usage":null'))))
+    if usage != nulls:  # a usage that is not null: feed reads that chunk at once
+        stop = min(stop, list(map(operator.gt, usage, nulls)).index(True))
+    return stop
 
 
 def _append_arguments(text: list[str], function: object) -> int:

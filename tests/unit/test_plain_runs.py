@@ -57,6 +57,8 @@ def random_block(rng: random.Random) -> bytes:
         b'event: x {"choices":[]}\n\n',
         b'data: {"choices":[{"delta":{"content":"n"},"x":{"a":1,"usage":null}}],"usage":null}\n\n',
         b'data: {"choices":[{"delta":{"content":"m"}}],"usage":null}\nid: 7\n\n',
+        b'data: "choices":[{}],"usage":null}\n\n',  # ends like a chunk, is not JSON
+        b': ping{"choices":[],"usage":null}\n\n',  # a comment
     ]
     return rng.choice(others)
 
@@ -89,19 +91,31 @@ def random_stream(rng: random.Random) -> bytes:
     return b"".join(head + [random_block(rng) for _ in range(rng.randint(1, 60))])
 
 
+def data_of(block: bytes) -> bytes:
+    return block.removeprefix(b"data: ").removesuffix(b"\n\n")
+
+
 def test_a_run_of_plain_blocks_comes_out_whole_and_the_tail_waits() -> None:
     decoder = SSEDecoder()
     first, second = chunk_line("a"), chunk_line("b")
-    assert decoder.feed_plain(first + second[:10]) == (first, 1, b"")
+    assert decoder.feed_plain(first + second[:10]) == (first, [data_of(first)], b"")
     assert decoder.pending == 10
-    assert decoder.feed_plain(second[10:] + first) == (second + first, 2, b"")
+    assert decoder.feed_plain(second[10:] + first) == (
+        second + first,
+        [data_of(second), data_of(first)],
+        b"",
+    )
     assert decoder.pending == 0
 
 
 def test_what_follows_a_plain_run_is_left_for_feed() -> None:
     decoder = SSEDecoder()
     first, done = chunk_line("a"), b"data: [DONE]\n\n"
-    assert decoder.feed_plain(first + done + first[:5]) == (first, 1, done + first[:5])
+    assert decoder.feed_plain(first + done + first[:5]) == (
+        first,
+        [data_of(first)],
+        done + first[:5],
+    )
     assert decoder.pending == 0
 
 
@@ -115,6 +129,7 @@ def test_what_follows_a_plain_run_is_left_for_feed() -> None:
         b"\ndata: {}\n\n",  # a blank line opens the block
         b'data:{"a":1}\n\ndata: {"b":2}\n\n',  # valid SSE, but not the plain spelling
         b'event: x}\n\ndata: {"b":2}\n\n',
+        b': ping{"a":1}\n\ndata: {"b":2}\n\n',
         b'data: {"a":1} \n\n',
         b"data: {}",  # completes nothing
     ],
@@ -140,7 +155,7 @@ def test_a_long_event_in_many_reads_comes_out_when_it_ends() -> None:
         piece = line[i : min(i + 100, len(line) - 2)]
         assert decoder.feed_plain(piece) is None  # no block end in it: left to feed
         assert decoder.feed(piece) == []
-    assert decoder.feed_plain(b"\n\n") == (line, 1, b"")
+    assert decoder.feed_plain(b"\n\n") == (line, [data_of(line)], b"")
     assert decoder.pending == 0
 
 
@@ -153,9 +168,9 @@ def decode_both_ways(reads: list[bytes], use_plain: bool) -> list[list[SSEEvent]
         if plain is None:
             out.append(decoder.feed(data))
             continue
-        run, n, rest = plain
+        run, datas, rest = plain
         events = split_blocks(run)
-        assert len(events) == n
+        assert [data_of(e.raw) for e in events] == datas
         out.append(events + decoder.feed(rest))
     out.append(decoder.flush())
     return out
@@ -195,6 +210,7 @@ def relay(reads: list[bytes], strip: bool, fast: bool, rng: random.Random) -> tu
             if kind is EventKind.USAGE_ONLY and strip:
                 continue
             out.append(endpoint.rewrite_event(event.raw, kind, strip))
+        assert tracker._kept_size == sum(map(len, tracker._kept))
         marks.append(mark)  # marks[i] was taken just before written[i]
         if rng.random() < 0.1:  # this read never reached the client: forget it (or more)
             index = len(marks) - 1 if rng.random() < 0.7 else rng.randrange(len(marks))
@@ -223,11 +239,15 @@ def test_relaying_with_plain_runs_matches_event_by_event(seed: int) -> None:
     assert fast == relay(reads, strip, False, rng)
 
 
+def split(run: bytes) -> list[bytes]:
+    return [e.raw for e in split_blocks(run)]
+
+
 def test_chunks_are_read_until_the_model_is_known_then_kept() -> None:
     tracker = OpenAIStreamTracker()
     nameless = b'data: {"choices":[{"delta":{"content":"x"}}],"usage":null}\n\n'
     run = nameless + chunk_line("a") + chunk_line("b")
-    assert tracker.feed_plain(run, 3) == len(run)
+    assert tracker.feed_plain(run, [data_of(b) for b in split(run)]) == 3
     assert tracker.model == "gpt-4o-mini"
     assert len(tracker._kept) == 1  # only "b": the others were read for the model
     assert (tracker.text, tracker.chunks) == ("xab", 3)
@@ -237,7 +257,7 @@ def test_the_tracker_stops_at_the_first_chunk_feed_would_treat_otherwise() -> No
     tracker = OpenAIStreamTracker()
     usage = b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}}\n\n'
     run = chunk_line("a") + usage + chunk_line("b")
-    assert tracker.feed_plain(run, 3) == len(chunk_line("a"))
+    assert tracker.feed_plain(run, [data_of(b) for b in split(run)]) == 1
     assert tracker.usage is None
 
 
