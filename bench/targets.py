@@ -93,8 +93,8 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         ""
         if bound is None
         else (
-            f" (this box allows at most {bound[0]:.2f}x: g = {bound[1]:,.0f} µs, "
-            f"o = {bound[2]:,.0f} µs)"
+            f" (the box's bound from the 1-worker figures, 2g/(g + o): {bound[0]:.2f}x; "
+            f"g = {bound[1]:,.0f} µs, o = {bound[2]:,.0f} µs)"
         )
     )
     out.append(
@@ -112,7 +112,8 @@ def two_worker_bound(c: dict[str, Any]) -> tuple[float, float, float] | None:
 
     One worker is bound by its own core: 1/g requests a second, with g its CPU per request.
     Two workers share both cores with the upstream, Redis and wrk, which spend o per request:
-    at most 2/(g + o). So the ratio is at most 2g/(g + o), from the 1-worker run's figures.
+    at most 2/(g + o). So the ratio is at most 2g/(g + o), if a request costs two workers
+    what it costs one (from the 1-worker run's figures; run to run, g moves by ~10%).
     Returns (bound, g, o), or None when a figure is missing.
     """
     used = get(c, "tollgate-1w", "cpu_us_per_request") or {}
