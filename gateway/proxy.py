@@ -34,7 +34,7 @@ from gateway.providers.base import UpstreamRequest, UpstreamResponse
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.settler import Call, Settler
-from gateway.sse import SSEDecoder, comment
+from gateway.sse import SSEBufferOverflow, SSEDecoder, comment
 from gateway.tokens import TokenCounter
 from gateway.tracking import partial_usage
 from gateway.usage import EventKind
@@ -310,6 +310,9 @@ class Proxy:
                     source = "upstream" if tracker.usage is not None else "estimated"
         except (errors.UpstreamError, errors.UpstreamTimeout) as exc:
             log.warning("stream %s broke upstream: %s", call.request_id, exc.message)
+            source = "estimated"
+        except SSEBufferOverflow as exc:  # an event that never ends: the stream is unusable
+            log.warning("stream %s: the upstream sent %s", call.request_id, exc)
             source = "estimated"
         except ConnectionResetError:
             source = "partial"

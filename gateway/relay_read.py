@@ -10,7 +10,7 @@ and the same tracker state (tests/unit/test_plain_runs.py).
 from __future__ import annotations
 
 from gateway.endpoints.base import Endpoint, StreamTracker
-from gateway.sse import SSEDecoder, SSEEvent, split_blocks
+from gateway.sse import PLAIN_FRAME, SSEDecoder, SSEEvent, split_blocks
 
 
 def take(
@@ -22,13 +22,15 @@ def take(
         plain = decoder.feed_plain(chunk)
         if plain is not None:
             run, datas, rest = plain
+            # The decoder first: if the rest overflows it, feed would have raised before the
+            # tracker saw any of this read.
+            after = decoder.feed(rest) if rest else []
             n = tracker.feed_plain(run, datas)
             if n == len(datas):
                 taken, events = run, []
-            else:  # "data: " + data + blank line, for each block taken
-                size = sum(map(len, datas[:n])) + 8 * n
+            else:
+                size = sum(map(len, datas[:n])) + PLAIN_FRAME * n
                 taken, events = run[:size], split_blocks(run[size:])
-            if rest:
-                events += decoder.feed(rest)
+            events += after
             return (endpoint.rewrite_plain(taken, strip) if taken else b""), events
     return b"", decoder.feed(chunk)

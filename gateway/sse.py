@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SSEBufferOverflow", "SSEDecoder", "SSEEvent", "comment", "split_blocks"]
+__all__ = ["PLAIN_FRAME", "SSEBufferOverflow", "SSEDecoder", "SSEEvent", "comment", "split_blocks"]
 
 _LF = 10
 _CR = 13
@@ -25,6 +25,7 @@ _PAIRS = (b"\n\n", b"\r\r", b"\n\r")
 _NOT_SEARCHED = -1  # below any position, so the first lookup always searches
 # A plain run: blocks that are each one "data: {...}" line and a blank line, nothing else.
 _PLAIN_START = b"data: {"
+PLAIN_FRAME = len(b"data: ") + len(b"\n\n")  # the bytes a plain block adds to its data
 _PLAIN_JOIN = b"}\n\ndata: {"  # where two plain blocks meet
 
 
@@ -99,14 +100,15 @@ class SSEDecoder:
         are each a single ``data: {...}`` line and its blank line (how OpenAI writes every
         event but ``[DONE]``). Returns (the run's bytes, each block's data, the rest), where
         the rest must go to ``feed`` next. The run's bytes are exactly the raws ``feed`` would
-        have returned for those blocks. None (nothing taken) when no plain block comes first.
+        have returned for those blocks. None (nothing taken) when no plain block comes first,
+        or when ``chunk`` is exactly one block (no faster this way).
 
         A relay can then handle a run of ordinary chunks with one split and a few C-level
         checks instead of building an ``SSEEvent`` per block.
         """
         end = chunk.rfind(b"\n\n") + 2
         if end < 2 or (end == len(chunk) and chunk.find(b"\n\n") == end - 2 and not self._parts):
-            return None  # one block: no faster this way
+            return None
         if self._parts:
             buf = b"".join(self._parts) + chunk
             end += len(buf) - len(chunk)
@@ -116,7 +118,7 @@ class SSEDecoder:
         if not datas:
             return None
         if not whole:  # "data: " + data + blank line, for each block of the run
-            end = sum(map(len, datas)) + 8 * len(datas)
+            end = sum(map(len, datas)) + PLAIN_FRAME * len(datas)
         run = buf[:end] if end < len(buf) else buf
         self._reset()
         rest = buf[end:]

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import operator
 from array import array
 from itertools import repeat
 from typing import Any
 
 import orjson
 
-from gateway.sse import SSEEvent
+from gateway.sse import PLAIN_FRAME, SSEEvent
 from gateway.tracking import TextTracker, TrackerMark
 from pricing.usage import Usage
 
@@ -84,10 +83,11 @@ class OpenAIStreamTracker(TextTracker):
     ``delta`` (chat) or ``text`` (completions), including the role and finish chunks.
 
     The text is only needed when a stream ends without its usage (cut or broken), so an
-    ordinary chunk, written as OpenAI writes it (``"choices":[``, no usage or
-    ``"usage":null``), is kept unparsed until ``text`` or ``chunks`` is read, or until more
-    than ``LAZY_LIMIT`` characters wait at a ``mark``. Anything else is parsed at once, after
-    the kept chunks, so the text stays in stream order. Marks count kept chunks, and parsing
+    ordinary chunk, written as OpenAI writes it (``"choices":[``, and no ``"usage"`` but a
+    last ``"usage":null``), is kept unparsed until ``text`` or ``chunks`` is read, or until
+    more than ``LAZY_LIMIT`` characters (bytes, as ``feed_plain`` keeps them) wait at a
+    ``mark``. Anything else is parsed at once, after the kept chunks, so the text stays in
+    stream order. Marks count kept chunks, and parsing
     records where each one ended, so ``truncate`` cuts at the same place either way.
     """
 
@@ -162,7 +162,7 @@ class OpenAIStreamTracker(TextTracker):
             and self.model is not None
             and data[0] == "{"
             and '"choices":[' in data
-            and ('"usage":' not in data or '"usage":null' in data)
+            and data.count('"usage"') == data.endswith('"usage":null}')
         ):
             self._kept.append(data)
             self._kept_size += len(data)
@@ -196,17 +196,20 @@ class OpenAIStreamTracker(TextTracker):
             self._read(chunk, parse_kept_first=True)
             first += 1
         rest = datas[first:] if first else datas
+        start = len(run) - sum(map(len, rest)) - PLAIN_FRAME * len(rest)
         if rest and not rest[-1].endswith(b'"usage":null}'):
             # Usually the stream's last read, ending with the usage chunk: leave that to feed.
-            end = len(run) - len(rest[-1]) - 8
+            end = len(run) - len(rest[-1]) - PLAIN_FRAME
             rest = rest[:-1]
         else:
             end = len(run)
-        if rest and not _all_keepable(run, end, rest):
+        if rest and not _all_keepable(run, start, end, rest):
             rest = rest[: _keepable(rest)]
         if rest:
             self._kept += rest
-            self._kept_size += len(run) - 8 * len(datas) if rest is datas else sum(map(len, rest))
+            self._kept_size += (
+                len(run) - PLAIN_FRAME * len(datas) if rest is datas else sum(map(len, rest))
+            )
             self._lazy += len(rest)
         return first + len(rest)
 
@@ -287,32 +290,28 @@ class OpenAIStreamTracker(TextTracker):
 
 
 _DELTA_TEXT = frozenset({"content", "reasoning_content", "refusal"})
-_NOT_FOUND = -1
 
 
-def _all_keepable(run: bytes, end: int, datas: list[bytes]) -> bool:
-    """Whether every chunk in ``datas`` (the pieces of ``run[:end]``) is one ``feed`` keeps,
-    checked in C: each has ``"choices":[``, and ``"usage":null`` if it has ``"usage":``. A
-    chunk that ends with ``"usage":null}`` (every one, when the gateway forced the usage)
-    passes the second at no cost; otherwise every ``"usage":`` in the run must be null
-    (stricter than needed: False sends the caller to the exact check). ``bytes.find``, not
-    ``in``: ``in`` first tries its argument as an int, and clearing that error costs more."""
+def _all_keepable(run: bytes, start: int, end: int, datas: list[bytes]) -> bool:
+    """Whether every chunk in ``datas`` (the pieces of ``run[start:end]``) is one ``feed``
+    keeps, checked in C: each has ``"choices":[`` and ends with ``"usage":null}``, its only
+    ``"usage"``. ``bytes.find``, not ``in``: ``in`` first tries its argument as an int."""
     return (
         all(map(bytes.endswith, datas, repeat(b'"usage":null}')))
-        or run.count(b'"usage":', 0, end) == run.count(b'"usage":null', 0, end)
-    ) and -1 not in list(map(bytes.find, datas, repeat(b'"choices":[')))
+        and run.count(b'"usage"', start, end) == len(datas)
+        and -1 not in list(map(bytes.find, datas, repeat(b'"choices":[')))
+    )
 
 
 def _keepable(datas: list[bytes]) -> int:
     """How many chunks at the start of ``datas`` ``feed`` would keep unparsed (given the
-    model): each has ``"choices":[``, and ``"usage":null`` if it has ``"usage":``. In C."""
-    choices = list(map(bytes.find, datas, repeat(b'"choices":[')))
-    stop = choices.index(-1) if -1 in choices else len(datas)
-    usage = list(map(_NOT_FOUND.__ne__, map(bytes.find, datas, repeat(b'"usage":'))))
-    nulls = list(map(_NOT_FOUND.__ne__, map(bytes.find, datas, repeat(b'"usage":null'))))
-    if usage != nulls:  # a usage that is not null: feed reads that chunk at once
-        stop = min(stop, list(map(operator.gt, usage, nulls)).index(True))
-    return stop
+    model): each has ``"choices":[``, and no ``"usage"`` but a last ``"usage":null``."""
+    for i, data in enumerate(datas):
+        if data.find(b'"choices":[') < 0 or data.count(b'"usage"') != data.endswith(
+            b'"usage":null}'
+        ):
+            return i
+    return len(datas)
 
 
 def _append_arguments(text: list[str], function: object) -> int:

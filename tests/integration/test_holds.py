@@ -189,6 +189,22 @@ async def test_upstream_breaking_mid_stream_charges_what_was_relayed(
     assert (await gateway.wallet(account))["held"] == "0.00"
 
 
+async def test_an_event_that_never_ends_ends_the_stream_and_charges_what_was_relayed(
+    gateway: Gateway, upstream: FakeUpstream, counter: TokenCounter
+) -> None:
+    account, key = await gateway.account()
+    upstream.runaway_after = 4  # role chunk + 3 words, then 2 MiB without an event end
+    async with asyncio.timeout(30):  # unhandled, the overflow left the client waiting forever
+        status, body, headers = await chat(gateway, key, model="gpt-4o-mini", stream=True)
+    assert status == 200
+    rec = await settled_record(gateway, key, headers["x-request-id"])
+    assert rec["usage_source"] == "estimated"
+    assert rec["usage"]["output_tokens"] == counter.count("This is gpt-4o-mini,", "gpt-4o-mini")
+    assert b": x-usage-cost " + rec["cost"].encode() in body
+    assert b"xxxx" not in body
+    assert (await gateway.wallet(account))["held"] == "0.00"
+
+
 async def test_stream_without_usage_is_estimated(gateway: Gateway, upstream: FakeUpstream) -> None:
     _, key = await gateway.account()
     upstream.omit_usage = True

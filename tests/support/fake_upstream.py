@@ -40,6 +40,7 @@ class FakeUpstream:
         self.gate: asyncio.Event | None = None
         self.finished = asyncio.Event()
         self.drop_after: int | None = None
+        self.runaway_after: int | None = None  # then one event that never ends (over 1 MiB)
         self.omit_usage = False
         self.status: int | None = None
         self.images_returned: int | None = None
@@ -99,6 +100,9 @@ class FakeUpstream:
                 if self.drop_after is not None and i == self.drop_after:
                     assert request.transport is not None
                     request.transport.close()
+                    return response
+                if self.runaway_after is not None and i == self.runaway_after:
+                    await response.write(b"data: " + b"x" * (2 << 20))
                     return response
                 await response.write(chunk)
                 if i == 0 and self.gate is not None:

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.endpoints.openai import ChatCompletions
 from gateway.relay_read import take
-from gateway.sse import SSEDecoder, SSEEvent, split_blocks
+from gateway.sse import SSEBufferOverflow, SSEDecoder, SSEEvent, split_blocks
 from gateway.tracking import TrackerMark
 from gateway.usage import EventKind, OpenAIStreamTracker
 
@@ -270,3 +270,39 @@ def test_rewrite_plain_strips_the_forced_usage_of_every_chunk() -> None:
     assert endpoint.rewrite_plain(run, True) == expected
     assert b'"usage"' not in expected
     assert endpoint.rewrite_plain(run, False) == run
+
+
+REVIEW_CHUNK = b'data: {"model":"m","choices":[{"delta":{"content":"abc"}}],"usage":null}\n\n'
+
+
+def test_an_overflow_after_a_plain_run_leaves_the_tracker_as_feed_does() -> None:
+    # feed raises before the tracker sees anything; take must not have fed the run first.
+    read = REVIEW_CHUNK * 3 + b"data: [DONE]\n\n" + b"x" * 100
+    slow, fast = OpenAIStreamTracker(), OpenAIStreamTracker()
+    with pytest.raises(SSEBufferOverflow):
+        SSEDecoder(max_buffer=50).feed(read)
+    with pytest.raises(SSEBufferOverflow):
+        take(SSEDecoder(max_buffer=50), fast, ChatCompletions(), read, True)
+    assert (fast.text, fast.chunks, fast.model) == (slow.text, slow.chunks, slow.model)
+
+
+USAGE_WITH_NESTED_NULL = (
+    b'data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4,"x":{"usage":null}}}\n\n'
+)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_chunk_with_a_real_usage_is_never_kept_unparsed(fast: bool) -> None:
+    # Pre-existing in feed's keep rule, copied by feed_plain: '"usage":null' anywhere in the
+    # chunk lets a real usage through unparsed (kind CHUNK, usage None, lost by truncate).
+    tracker = OpenAIStreamTracker()
+    decoder = SSEDecoder()
+    tracker.feed(decoder.feed(REVIEW_CHUNK)[0])
+    if fast:
+        run = REVIEW_CHUNK + USAGE_WITH_NESTED_NULL + REVIEW_CHUNK
+        _, events = take(decoder, tracker, ChatCompletions(), run, True)
+        kinds = [tracker.feed(e) for e in events]
+    else:
+        kinds = [tracker.feed(decoder.feed(USAGE_WITH_NESTED_NULL)[0])]
+    assert EventKind.USAGE_ONLY in kinds
+    assert tracker.usage is not None and tracker.usage.output_tokens == 4
