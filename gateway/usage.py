@@ -197,7 +197,7 @@ class OpenAIStreamTracker(TextTracker):
             first += 1
         rest = datas[first:] if first else datas
         start = len(run) - sum(map(len, rest)) - PLAIN_FRAME * len(rest)
-        if rest and not rest[-1].endswith(b'"usage":null}'):
+        if rest and rest[-1].find(b'"usage"') >= 0 and not rest[-1].endswith(b'"usage":null}'):
             # Usually the stream's last read, ending with the usage chunk: leave that to feed.
             end = len(run) - len(rest[-1]) - PLAIN_FRAME
             rest = rest[:-1]
@@ -294,13 +294,14 @@ _DELTA_TEXT = frozenset({"content", "reasoning_content", "refusal"})
 
 def _all_keepable(run: bytes, start: int, end: int, datas: list[bytes]) -> bool:
     """Whether every chunk in ``datas`` (the pieces of ``run[start:end]``) is one ``feed``
-    keeps, checked in C: each has ``"choices":[`` and ends with ``"usage":null}``, its only
-    ``"usage"``. ``bytes.find``, not ``in``: ``in`` first tries its argument as an int."""
+    keeps, checked in C: each has ``"choices":[``, and either none has ``"usage"`` (an upstream
+    that ignores ``stream_options``) or each ends with ``"usage":null}``, its only one.
+    ``bytes.find``, not ``in``: ``in`` first tries its argument as an int."""
+    usages = run.count(b'"usage"', start, end)
     return (
-        all(map(bytes.endswith, datas, repeat(b'"usage":null}')))
-        and run.count(b'"usage"', start, end) == len(datas)
-        and -1 not in list(map(bytes.find, datas, repeat(b'"choices":[')))
-    )
+        usages == 0
+        or (usages == len(datas) and all(map(bytes.endswith, datas, repeat(b'"usage":null}'))))
+    ) and -1 not in list(map(bytes.find, datas, repeat(b'"choices":[')))
 
 
 def _keepable(datas: list[bytes]) -> int:
