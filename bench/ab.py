@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench import cpu, loadgen, stack
 from bench.phases import BODY, PATH, STREAM_BODY, run_async
+from bench.relay import KINDS
 from bench.wrk import run_wrk
 
 GATEWAY_CPU, LOAD_CPU = "0", "1"
@@ -32,8 +33,8 @@ def relay_trial(url: str, key: str, streams: int, seconds: float) -> tuple[float
     r = run_async(
         loadgen.run_streams(
             url + PATH, STREAM_BODY, {"Authorization": f"Bearer {key}"},
-            chunks=2000 if streams == 1 else 500, chunk_delay_ms=0.0, concurrency=streams,
-            seconds=seconds, min_streams=3, expect_cost=True,
+            chunk_delay_ms=0.0, seconds=seconds, expect_cost=True,
+            **KINDS["relay_1" if streams == 1 else "relay_16"],
         )
     )  # fmt: skip
     if r.bad or r.missing_cost:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.ab", description=__doc__.splitlines()[0])
     p.add_argument("rev", help="A: a git revision")
     p.add_argument("--against", help="B: a git revision (default: the working tree)")
-    p.add_argument("--streams", type=int, default=16, help="concurrent streams (1 or 16)")
+    p.add_argument("--streams", type=int, choices=(1, 16), default=16, help="concurrent streams")
     p.add_argument("--wrk", action="store_true", help="throughput at 32 connections instead")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--seconds", type=float, default=2.0)

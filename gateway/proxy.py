@@ -292,7 +292,7 @@ class Proxy:
                         finished = True
                     out.append(rewrite(event.raw, kind, strip))
                 try:
-                    await response.write(out[0] if len(out) == 1 else b"".join(out))
+                    await response.write(b"".join(out))
                 except (ConnectionResetError, asyncio.CancelledError) as exc:
                     if not finished:  # this batch never reached the client
                         tracker.truncate(mark)

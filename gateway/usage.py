@@ -83,8 +83,8 @@ class OpenAIStreamTracker(TextTracker):
     ``delta`` (chat) or ``text`` (completions), including the role and finish chunks.
 
     The text is only needed when a stream ends without its usage (cut or broken), so an
-    ordinary chunk, written as OpenAI writes it (``"choices":[``, and no ``"usage"`` but a
-    last ``"usage":null``), is kept unparsed until ``text`` or ``chunks`` is read, or until
+    ordinary chunk, written as OpenAI writes it (``"choices":[``, and no ``"usage"`` or only
+    a last ``"usage":null``), is kept unparsed until ``text`` or ``chunks`` is read, or until
     more than ``LAZY_LIMIT`` characters (bytes, as ``feed_plain`` keeps them) wait at a
     ``mark``. Anything else is parsed at once, after the kept chunks, so the text stays in
     stream order. Marks count kept chunks, and parsing
@@ -161,8 +161,8 @@ class OpenAIStreamTracker(TextTracker):
             self.lazy
             and self.model is not None
             and data[0] == "{"
-            and '"choices":[' in data
-            and data.count('"usage"') == data.endswith('"usage":null}')
+            and _CHOICES in data
+            and data.count(_USAGE) == data.endswith(_USAGE_NULL_END)
         ):
             self._kept.append(data)
             self._kept_size += len(data)
@@ -196,8 +196,8 @@ class OpenAIStreamTracker(TextTracker):
             self._read(chunk, parse_kept_first=True)
             first += 1
         rest = datas[first:] if first else datas
-        start = len(run) - sum(map(len, rest)) - PLAIN_FRAME * len(rest)
-        if rest and rest[-1].find(b'"usage"') >= 0 and not rest[-1].endswith(b'"usage":null}'):
+        start = sum(map(len, datas[:first])) + PLAIN_FRAME * first  # where rest starts in run
+        if rest and rest[-1].find(_B_USAGE) >= 0 and not rest[-1].endswith(_B_USAGE_NULL_END):
             # Usually the stream's last read, ending with the usage chunk: leave that to feed.
             end = len(run) - len(rest[-1]) - PLAIN_FRAME
             rest = rest[:-1]
@@ -207,9 +207,7 @@ class OpenAIStreamTracker(TextTracker):
             rest = rest[: _keepable(rest)]
         if rest:
             self._kept += rest
-            self._kept_size += (
-                len(run) - PLAIN_FRAME * len(datas) if rest is datas else sum(map(len, rest))
-            )
+            self._kept_size += sum(map(len, rest))
             self._lazy += len(rest)
         return first + len(rest)
 
@@ -290,27 +288,29 @@ class OpenAIStreamTracker(TextTracker):
 
 
 _DELTA_TEXT = frozenset({"content", "reasoning_content", "refusal"})
+# What an ordinary chunk holds: choices, and no "usage" but, last, "usage":null (feed's rule).
+_CHOICES, _USAGE, _USAGE_NULL_END = '"choices":[', '"usage"', '"usage":null}'
+_B_CHOICES, _B_USAGE, _B_USAGE_NULL_END = (m.encode() for m in (_CHOICES, _USAGE, _USAGE_NULL_END))
 
 
 def _all_keepable(run: bytes, start: int, end: int, datas: list[bytes]) -> bool:
     """Whether every chunk in ``datas`` (the pieces of ``run[start:end]``) is one ``feed``
     keeps, checked in C: each has ``"choices":[``, and either none has ``"usage"`` (an upstream
-    that ignores ``stream_options``) or each ends with ``"usage":null}``, its only one.
+    that ignores ``stream_options``) or each ends with ``"usage":null}``, its only one (stricter
+    than feed's rule, which is per chunk: False sends the caller to ``_keepable``).
     ``bytes.find``, not ``in``: ``in`` first tries its argument as an int."""
-    usages = run.count(b'"usage"', start, end)
+    usages = run.count(_B_USAGE, start, end)
     return (
         usages == 0
-        or (usages == len(datas) and all(map(bytes.endswith, datas, repeat(b'"usage":null}'))))
-    ) and -1 not in list(map(bytes.find, datas, repeat(b'"choices":[')))
+        or (usages == len(datas) and all(map(bytes.endswith, datas, repeat(_B_USAGE_NULL_END))))
+    ) and -1 not in list(map(bytes.find, datas, repeat(_B_CHOICES)))
 
 
 def _keepable(datas: list[bytes]) -> int:
     """How many chunks at the start of ``datas`` ``feed`` would keep unparsed (given the
-    model): each has ``"choices":[``, and no ``"usage"`` but a last ``"usage":null``."""
+    model): each has ``"choices":[``, and no ``"usage"`` or only a last ``"usage":null``."""
     for i, data in enumerate(datas):
-        if data.find(b'"choices":[') < 0 or data.count(b'"usage"') != data.endswith(
-            b'"usage":null}'
-        ):
+        if data.find(_B_CHOICES) < 0 or data.count(_B_USAGE) != data.endswith(_B_USAGE_NULL_END):
             return i
     return len(datas)
 
