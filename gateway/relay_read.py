@@ -21,15 +21,15 @@ def take(
     if endpoint.plain_runs:
         plain = decoder.feed_plain(chunk)
         if plain is not None:
-            run, datas, rest = plain
+            run, inners, rest = plain
             # The decoder first: if the rest overflows it, feed would have raised before the
             # tracker saw any of this read.
             after = decoder.feed(rest) if rest else []
-            n = tracker.feed_plain(run, datas)
-            if n == len(datas):
+            n = tracker.feed_plain(run, inners)
+            if n == len(inners):
                 taken, events = run, []
             else:
-                size = sum(map(len, datas[:n])) + PLAIN_FRAME * n
+                size = sum(map(len, inners[:n])) + PLAIN_FRAME * n
                 taken, events = run[:size], split_blocks(run[size:])
             events += after
             return (endpoint.rewrite_plain(taken, strip) if taken else b""), events

@@ -25,8 +25,10 @@ _PAIRS = (b"\n\n", b"\r\r", b"\n\r")
 _NOT_SEARCHED = -1  # below any position, so the first lookup always searches
 # A plain run: blocks that are each one "data: {...}" line and a blank line, nothing else.
 _PLAIN_START = b"data: {"
-PLAIN_FRAME = len(b"data: ") + len(b"\n\n")  # the bytes a plain block adds to its data
-_PLAIN_JOIN = b"}\n\ndata: {"  # where two plain blocks meet
+_PLAIN_END = b"}\n\n"
+PLAIN_FRAME = len(_PLAIN_START) + len(_PLAIN_END)  # what a plain block adds to its inner part
+_PLAIN_JOIN = _PLAIN_END + _PLAIN_START  # where two plain blocks meet
+_CLOSE = ord("}")
 
 
 class SSEBufferOverflow(ValueError):
@@ -98,10 +100,12 @@ class SSEDecoder:
     def feed_plain(self, chunk: bytes) -> tuple[bytes, list[bytes], bytes] | None:
         """Split off the plain run at the start of what ``chunk`` completes: the blocks that
         are each a single ``data: {...}`` line and its blank line (how OpenAI writes every
-        event but ``[DONE]``). Returns (the run's bytes, each block's data, the rest), where
-        the rest must go to ``feed`` next. The run's bytes are exactly the raws ``feed`` would
-        have returned for those blocks. None (nothing taken) when no plain block comes first,
-        or when ``chunk`` is exactly one block (no faster this way).
+        event but ``[DONE]``). Returns (the run's bytes, each block's inner part, the rest),
+        where a block's inner part is its data without the outer braces (the run is
+        ``b"".join(b"data: {" + inner + b"}\\n\\n" for inner in inners)``), and the rest
+        must go to ``feed`` next. The run's bytes are exactly the raws ``feed`` would have
+        returned for those blocks. None (nothing taken) when no plain block comes first, or
+        when ``chunk`` is exactly one block (no faster this way).
 
         A relay can then handle a run of ordinary chunks with one split and a few C-level
         checks instead of building an ``SSEEvent`` per block.
@@ -114,18 +118,18 @@ class SSEDecoder:
             end += len(buf) - len(chunk)
         else:
             buf = chunk
-        datas, whole = _plain_datas(buf, end)
-        if not datas:
+        inners, whole = _plain_inners(buf, end)
+        if not inners:
             return None
-        if not whole:  # "data: " + data + blank line, for each block of the run
-            end = sum(map(len, datas)) + PLAIN_FRAME * len(datas)
+        if not whole:
+            end = sum(map(len, inners)) + PLAIN_FRAME * len(inners)
         run = buf[:end] if end < len(buf) else buf
         self._reset()
         rest = buf[end:]
         if rest and _CR not in rest and b"\n\n" not in rest:  # the usual tail: keep it here
             self._keep(rest, len(rest) - 1)
             rest = b""
-        return run, datas, rest
+        return run, inners, rest
 
     def flush(self) -> list[SSEEvent]:
         """At the end of the stream, return the unfinished tail as a last block, if any."""
@@ -205,30 +209,29 @@ class SSEDecoder:
         self._suffix = b""
 
 
-def _plain_datas(buf: bytes, end: int) -> tuple[list[bytes], bool]:
-    """The data of the plain blocks at the start of ``buf[:end]`` (which ends with a blank
-    line), and whether they are all of it. Split at every join of two blocks, each piece must
-    be one line, "{...}": then the line ends are exactly the joins' and the last two.
+def _plain_inners(buf: bytes, end: int) -> tuple[list[bytes], bool]:
+    """The inner parts of the plain blocks at the start of ``buf[:end]`` (which ends with a
+    blank line), and whether they are all of it. Split where two blocks meet as plain blocks
+    do (``}\\n\\ndata: {``), the pieces joined must hold no line end: then the line ends
+    are exactly the joins' and the last two, so every block is one ``data: {...}`` line.
 
     Checked with scans in C (``x in bytes`` with a bytes ``x`` first tries it as an int and
     clears the error: slower than a scan, per piece, so the pieces are checked joined)."""
     if not buf.startswith(_PLAIN_START):
         return [], False
-    datas = buf[6 : end - 2].split(b"\n\ndata: ")
-    joined = b"".join(datas)
-    if (
-        _LF not in joined
-        and _CR not in joined
-        and buf.count(_PLAIN_JOIN, 0, end) == len(datas) - 1
-        and datas[-1].endswith(b"}")
-    ):
-        return datas, True
-    plain = 0  # something else follows (a stream's [DONE], a comment, ...): where does it?
-    for data in datas:
+    if buf[end - 3] == _CLOSE:
+        inners = buf[7 : end - 3].split(_PLAIN_JOIN)
+        joined = b"".join(inners)
+        if _LF not in joined and _CR not in joined:
+            return inners, True
+    # Something else follows (a stream's [DONE], a comment, ...) or a block is not plain:
+    # the plain ones are the blocks before it, split as blocks, each a single "{...}" line.
+    inners = []
+    for data in buf[6 : end - 2].split(b"\n\ndata: "):
         if not (data[:1] == b"{" and data[-1:] == b"}" and _LF not in data and _CR not in data):
             break
-        plain += 1
-    return datas[:plain], False
+        inners.append(data[1:-1])
+    return inners, False
 
 
 def split_blocks(run: bytes) -> list[SSEEvent]:

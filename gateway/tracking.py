@@ -38,7 +38,7 @@ class TextTracker:
             self._text.append(value)
             self._text_length += len(value)
 
-    def feed_plain(self, run: bytes, datas: list[bytes]) -> int:
+    def feed_plain(self, run: bytes, inners: list[bytes]) -> int:
         """Take plain ``data:`` events from the start of a run where that is the same as
         feeding each (see ``OpenAIStreamTracker``); returns how many. This base takes none."""
         return 0

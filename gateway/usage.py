@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from array import array
+from collections.abc import Iterator
 from itertools import repeat
 from typing import Any
 
@@ -98,7 +99,8 @@ class OpenAIStreamTracker(TextTracker):
         super().__init__()
         self.model: str | None = None
         self._chunks = 0
-        # Data of chunks not parsed yet, in stream order (bytes when taken by feed_plain).
+        # Chunks not parsed yet, in stream order: a chunk's data (str) kept by feed, or a run
+        # of whole plain blocks (bytes, as they came) kept by feed_plain.
         self._kept: list[str | bytes] = []
         self._kept_size = 0
         self._lazy = 0  # chunks ever kept (parsed or not)
@@ -132,15 +134,14 @@ class OpenAIStreamTracker(TextTracker):
         else:
             text_length = mark.text_length
             if lazy > parsed:  # still kept: keep those from before the mark
-                del self._kept[lazy - len(self._text_ends) :]
-                self._kept_size = sum(map(len, self._kept))
+                self._keep_first(lazy - len(self._text_ends))
         if len(self._text_ends) > lazy:
             del self._text_ends[lazy:]
             del self._chunk_ends[lazy:]
         if lazy <= len(self._text_ends):
             self._kept.clear()
             self._kept_size = 0
-        self._lazy = len(self._text_ends) + len(self._kept)
+        self._lazy = lazy  # those parsed since the mark are cut, those kept since are gone
         if self._text_length > text_length:
             kept = TextTracker.text.fget(self)[:text_length]  # type: ignore[attr-defined]
             self._text[:] = [kept] if kept else []
@@ -176,17 +177,18 @@ class OpenAIStreamTracker(TextTracker):
             return EventKind.OTHER
         return self._read(chunk, parse_kept_first=True)
 
-    def feed_plain(self, run: bytes, datas: list[bytes]) -> int:
+    def feed_plain(self, run: bytes, inners: list[bytes]) -> int:
         """Take events from the start of a plain run (``SSEDecoder.feed_plain``: its bytes and
-        each block's data). Each one taken is an ordinary chunk, recorded exactly as ``feed``
-        would (kept unparsed once the model is known); taking stops at the first that ``feed``
-        would treat otherwise. Returns how many were taken: the others still go to ``feed``."""
+        each block's inner part). Each one taken is an ordinary chunk, recorded exactly as
+        ``feed`` would (kept unparsed once the model is known); taking stops at the first
+        that ``feed`` would treat otherwise. Returns how many were taken: the others still go
+        to ``feed``. What is kept is the run's bytes, split into chunks only if parsed."""
         if not self.lazy:
             return 0
         first = 0
-        while self.model is None and first < len(datas):  # read at once, as feed does
+        while self.model is None and first < len(inners):  # read at once, as feed does
             try:
-                chunk = orjson.loads(datas[first])
+                chunk = orjson.loads(b"{" + inners[first] + b"}")
             except orjson.JSONDecodeError:
                 return first
             if not (isinstance(chunk, dict) and isinstance(chunk.get("choices"), list)):
@@ -195,21 +197,33 @@ class OpenAIStreamTracker(TextTracker):
                 return first  # the usage-only chunk
             self._read(chunk, parse_kept_first=True)
             first += 1
-        rest = datas[first:] if first else datas
-        start = sum(map(len, datas[:first])) + PLAIN_FRAME * first  # where rest starts in run
-        if rest and rest[-1].find(_B_USAGE) >= 0 and not rest[-1].endswith(_B_USAGE_NULL_END):
+        rest = inners[first:] if first else inners
+        start = sum(map(len, inners[:first])) + PLAIN_FRAME * first  # where rest starts in run
+        end = len(run)
+        if rest and rest[-1].find(_B_USAGE) >= 0 and not rest[-1].endswith(_B_USAGE_NULL):
             # Usually the stream's last read, ending with the usage chunk: leave that to feed.
-            end = len(run) - len(rest[-1]) - PLAIN_FRAME
+            end -= len(rest[-1]) + PLAIN_FRAME
             rest = rest[:-1]
-        else:
-            end = len(run)
         if rest and not _all_keepable(run, start, end, rest):
             rest = rest[: _keepable(rest)]
+            end = start + sum(map(len, rest)) + PLAIN_FRAME * len(rest)
         if rest:
-            self._kept += rest
-            self._kept_size += sum(map(len, rest))
+            self._kept.append(run if end - start == len(run) else run[start:end])
+            self._kept_size += end - start
             self._lazy += len(rest)
         return first + len(rest)
+
+    def _keep_first(self, count: int) -> None:
+        """Forget all but the first ``count`` kept chunks. A mark is taken between two feeds,
+        so it never falls inside a run that ``feed_plain`` kept."""
+        kept: list[str | bytes] = []
+        for item in self._kept:
+            if count <= 0:
+                break
+            kept.append(item)
+            count -= 1 if isinstance(item, str) else len(_run_datas(item))
+        self._kept = kept
+        self._kept_size = sum(map(len, kept))
 
     def _parse_kept(self) -> None:
         kept = self._kept
@@ -218,7 +232,7 @@ class OpenAIStreamTracker(TextTracker):
         self._kept = []
         self._kept_size = 0
         text_ends, chunk_ends = self._text_ends, self._chunk_ends
-        for data in kept:
+        for data in _chunk_datas(kept):
             try:
                 chunk = orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -290,29 +304,43 @@ class OpenAIStreamTracker(TextTracker):
 _DELTA_TEXT = frozenset({"content", "reasoning_content", "refusal"})
 # What an ordinary chunk holds: choices, and no "usage" but, last, "usage":null (feed's rule).
 _CHOICES, _USAGE, _USAGE_NULL_END = '"choices":[', '"usage"', '"usage":null}'
-_B_CHOICES, _B_USAGE, _B_USAGE_NULL_END = (m.encode() for m in (_CHOICES, _USAGE, _USAGE_NULL_END))
+_B_CHOICES, _B_USAGE = _CHOICES.encode(), _USAGE.encode()
+_B_USAGE_NULL = b'"usage":null'  # how an inner part (the data without its braces) ends
+_B_USAGE_NULL_BLOCK_END = _B_USAGE_NULL + b"}\n\n"  # how a plain block with one ends
 
 
-def _all_keepable(run: bytes, start: int, end: int, datas: list[bytes]) -> bool:
-    """Whether every chunk in ``datas`` (the pieces of ``run[start:end]``) is one ``feed``
+def _run_datas(run: bytes) -> list[bytes]:
+    """Each chunk's data in a run of whole plain blocks (as ``feed_plain`` keeps them)."""
+    return run[6:-2].split(b"\n\ndata: ")
+
+
+def _chunk_datas(kept: list[str | bytes]) -> Iterator[str | bytes]:
+    for item in kept:
+        if isinstance(item, str):
+            yield item
+        else:
+            yield from _run_datas(item)
+
+
+def _all_keepable(run: bytes, start: int, end: int, inners: list[bytes]) -> bool:
+    """Whether every chunk in ``inners`` (the blocks of ``run[start:end]``) is one ``feed``
     keeps, checked in C: each has ``"choices":[``, and either none has ``"usage"`` (an upstream
     that ignores ``stream_options``) or each ends with ``"usage":null}``, its only one (stricter
     than feed's rule, which is per chunk: False sends the caller to ``_keepable``).
     ``bytes.find``, not ``in``: ``in`` first tries its argument as an int."""
     usages = run.count(_B_USAGE, start, end)
     return (
-        usages == 0
-        or (usages == len(datas) and all(map(bytes.endswith, datas, repeat(_B_USAGE_NULL_END))))
-    ) and -1 not in list(map(bytes.find, datas, repeat(_B_CHOICES)))
+        usages == 0 or usages == len(inners) == run.count(_B_USAGE_NULL_BLOCK_END, start, end)
+    ) and -1 not in map(bytes.find, inners, repeat(_B_CHOICES))
 
 
-def _keepable(datas: list[bytes]) -> int:
-    """How many chunks at the start of ``datas`` ``feed`` would keep unparsed (given the
+def _keepable(inners: list[bytes]) -> int:
+    """How many chunks at the start of ``inners`` ``feed`` would keep unparsed (given the
     model): each has ``"choices":[``, and no ``"usage"`` or only a last ``"usage":null``."""
-    for i, data in enumerate(datas):
-        if data.find(_B_CHOICES) < 0 or data.count(_B_USAGE) != data.endswith(_B_USAGE_NULL_END):
+    for i, inner in enumerate(inners):
+        if inner.find(_B_CHOICES) < 0 or inner.count(_B_USAGE) != inner.endswith(_B_USAGE_NULL):
             return i
-    return len(datas)
+    return len(inners)
 
 
 def _append_arguments(text: list[str], function: object) -> int:

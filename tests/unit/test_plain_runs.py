@@ -93,18 +93,20 @@ def random_stream(rng: random.Random) -> bytes:
     return b"".join(head + [random_block(rng) for _ in range(rng.randint(1, 60))])
 
 
-def data_of(block: bytes) -> bytes:
-    return block.removeprefix(b"data: ").removesuffix(b"\n\n")
+def inner_of(block: bytes) -> bytes:
+    """A plain block's data without its outer braces, as ``feed_plain`` hands it over."""
+    assert block.startswith(b"data: {") and block.endswith(b"}\n\n")
+    return block[len(b"data: {") : -len(b"}\n\n")]
 
 
 def test_a_run_of_plain_blocks_comes_out_whole_and_the_tail_waits() -> None:
     decoder = SSEDecoder()
     first, second = chunk_line("a"), chunk_line("b")
-    assert decoder.feed_plain(first + second[:10]) == (first, [data_of(first)], b"")
+    assert decoder.feed_plain(first + second[:10]) == (first, [inner_of(first)], b"")
     assert decoder.pending == 10
     assert decoder.feed_plain(second[10:] + first) == (
         second + first,
-        [data_of(second), data_of(first)],
+        [inner_of(second), inner_of(first)],
         b"",
     )
     assert decoder.pending == 0
@@ -115,7 +117,7 @@ def test_what_follows_a_plain_run_is_left_for_feed() -> None:
     first, done = chunk_line("a"), b"data: [DONE]\n\n"
     assert decoder.feed_plain(first + done + first[:5]) == (
         first,
-        [data_of(first)],
+        [inner_of(first)],
         done + first[:5],
     )
     assert decoder.pending == 0
@@ -157,7 +159,7 @@ def test_a_long_event_in_many_reads_comes_out_when_it_ends() -> None:
         piece = line[i : min(i + 100, len(line) - 2)]
         assert decoder.feed_plain(piece) is None  # no block end in it: left to feed
         assert decoder.feed(piece) == []
-    assert decoder.feed_plain(b"\n\n") == (line, [data_of(line)], b"")
+    assert decoder.feed_plain(b"\n\n") == (line, [inner_of(line)], b"")
     assert decoder.pending == 0
 
 
@@ -170,9 +172,9 @@ def decode_both_ways(reads: list[bytes], use_plain: bool) -> list[list[SSEEvent]
         if plain is None:
             out.append(decoder.feed(data))
             continue
-        run, datas, rest = plain
+        run, inners, rest = plain
         events = split_blocks(run)
-        assert [data_of(e.raw) for e in events] == datas
+        assert [inner_of(e.raw) for e in events] == inners
         out.append(events + decoder.feed(rest))
     out.append(decoder.flush())
     return out
@@ -249,7 +251,7 @@ def test_chunks_are_read_until_the_model_is_known_then_kept() -> None:
     tracker = OpenAIStreamTracker()
     nameless = b'data: {"choices":[{"delta":{"content":"x"}}],"usage":null}\n\n'
     run = nameless + chunk_line("a") + chunk_line("b")
-    assert tracker.feed_plain(run, [data_of(b) for b in split(run)]) == 3
+    assert tracker.feed_plain(run, [inner_of(b) for b in split(run)]) == 3
     assert tracker.model == "gpt-4o-mini"
     assert len(tracker._kept) == 1  # only "b": the others were read for the model
     assert (tracker.text, tracker.chunks) == ("xab", 3)
@@ -259,7 +261,7 @@ def test_the_tracker_stops_at_the_first_chunk_feed_would_treat_otherwise() -> No
     tracker = OpenAIStreamTracker()
     usage = b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}}\n\n'
     run = chunk_line("a") + usage + chunk_line("b")
-    assert tracker.feed_plain(run, [data_of(b) for b in split(run)]) == 1
+    assert tracker.feed_plain(run, [inner_of(b) for b in split(run)]) == 1
     assert tracker.usage is None
 
 
