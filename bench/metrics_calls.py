@@ -7,6 +7,10 @@ picks its value class when it is imported) and prints microseconds per request:
   used before gateway.metrics_share;
 * ``in-process``: plain values, what every worker uses now; plus what publishing a snapshot
   (every second) and answering /metrics with two workers' figures cost.
+
+Since the request path's metrics became ``gateway.loop_metrics`` (no locks, no
+prometheus-client values), both lines time the same code: ~5 µs per request here, against
+~16 µs in-process and ~31 µs multiprocess with prometheus-client's metrics.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
+from gateway.loop_metrics import LoopCounter, LoopGauge, LoopHistogram
 from gateway.metrics_share import SharedMetrics
 from pricing import Usage
 
@@ -36,33 +37,36 @@ class Metrics:
         self.registry = registry
         self.gauge_modes: dict[str, str] = {}  # how workers' values merge, by gauge name
         r = registry
-        self.requests = Counter("tollgate_requests", "Metered requests by outcome.",
-                                ["model", "provider", "status"], registry=r)  # fmt: skip
-        self.tokens = Counter("tollgate_tokens", "Tokens billed, by type.", ["model", "type"],
-                              registry=r)  # fmt: skip
-        self.cost = Counter("tollgate_cost_usd", "USD charged (for dashboards; the ledger is "
-                            "exact).", ["model"], registry=r)  # fmt: skip
-        self.rejections = Counter("tollgate_rejections", "Requests refused before forwarding, "
-                                  "by reason.", ["reason"], registry=r)  # fmt: skip
-        self.duration = Histogram("tollgate_request_duration_seconds",
-                                  "Time from request to the last byte of the answer.",
-                                  buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.overhead = Histogram("tollgate_overhead_seconds",
-                                  "Time in the gateway minus time waiting on the upstream.",
-                                  buckets=OVERHEAD_BUCKETS, registry=r)  # fmt: skip
-        self.upstream = Histogram("tollgate_upstream_seconds",
-                                  "Time until the upstream's answer headers, by provider.",
-                                  ["provider"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.redis = Histogram("tollgate_redis_seconds", "Latency of the wallet's Redis scripts.",
-                               ["op"], buckets=REDIS_BUCKETS, registry=r)  # fmt: skip
-        self.shortfall = Counter("tollgate_strict_shortfall_usd",
-                                 "USD a strict wallet could not pay (its charge was cut).",
-                                 registry=r)  # fmt: skip
-        self.in_flight = self._gauge("tollgate_in_flight_requests", "Requests being served.",
-                                     "livesum")  # fmt: skip
-        self.holds = self._gauge("tollgate_holds_outstanding_usd",
-                                 "USD held for requests in flight in this server.",
-                                 "livesum")  # fmt: skip
+        # Updated on every request: lock-free (gateway.loop_metrics). The rest: rarely.
+        self.requests = LoopCounter("tollgate_requests", "Metered requests by outcome.",
+                                    ["model", "provider", "status"], r)  # fmt: skip
+        self.tokens = LoopCounter("tollgate_tokens", "Tokens billed, by type.", ["model", "type"],
+                                  r)  # fmt: skip
+        self.cost = LoopCounter("tollgate_cost_usd", "USD charged (for dashboards; the ledger "
+                                "is exact).", ["model"], r)  # fmt: skip
+        self.rejections = LoopCounter("tollgate_rejections", "Requests refused before "
+                                      "forwarding, by reason.", ["reason"], r)  # fmt: skip
+        self.duration = LoopHistogram("tollgate_request_duration_seconds",
+                                      "Time from request to the last byte of the answer.",
+                                      buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.overhead = LoopHistogram("tollgate_overhead_seconds",
+                                      "Time in the gateway minus time waiting on the upstream.",
+                                      buckets=OVERHEAD_BUCKETS, registry=r)  # fmt: skip
+        self.upstream = LoopHistogram("tollgate_upstream_seconds",
+                                      "Time until the upstream's answer headers, by provider.",
+                                      ["provider"], buckets=LATENCY_BUCKETS,
+                                      registry=r)  # fmt: skip
+        self.redis = LoopHistogram("tollgate_redis_seconds",
+                                   "Latency of the wallet's Redis scripts.", ["op"],
+                                   buckets=REDIS_BUCKETS, registry=r)  # fmt: skip
+        self.shortfall = LoopCounter("tollgate_strict_shortfall_usd",
+                                     "USD a strict wallet could not pay (its charge was cut).",
+                                     (), r)  # fmt: skip
+        self.in_flight = self._loop_gauge("tollgate_in_flight_requests",
+                                          "Requests being served.", "livesum")  # fmt: skip
+        self.holds = self._loop_gauge("tollgate_holds_outstanding_usd",
+                                      "USD held for requests in flight in this server.",
+                                      "livesum")  # fmt: skip
         self.pricing_info = self._gauge("tollgate_pricing_info",
                                         "The price table in force (value 1).", "liveall",
                                         ["version"])  # fmt: skip
@@ -79,6 +83,10 @@ class Metrics:
     def _gauge(self, name: str, doc: str, mode: GaugeMode, labels: Sequence[str] = ()) -> Gauge:
         self.gauge_modes[name] = mode
         return Gauge(name, doc, labels, multiprocess_mode=mode, registry=self.registry)
+
+    def _loop_gauge(self, name: str, doc: str, mode: GaugeMode) -> LoopGauge:
+        self.gauge_modes[name] = mode
+        return LoopGauge(name, doc, (), self.registry)
 
     async def publishing(self, _app: object) -> AsyncIterator[None]:
         """For ``app.cleanup_ctx``, ahead of anything that updates metrics while it stops:
