@@ -219,13 +219,18 @@ def _plain_inners(buf: bytes, end: int) -> tuple[list[bytes], bool]:
     clears the error: slower than a scan, per piece, so the pieces are checked joined)."""
     if not buf.startswith(_PLAIN_START):
         return [], False
-    if buf[end - 3] == _CLOSE:
+    whole = buf[end - 3] == _CLOSE
+    if not whole:  # the last block is something else: a stream's [DONE] (often after a
+        # long run, when the upstream outpaces the reader), a comment... Try up to the last
+        # block that ends like a plain one.
+        end = buf.rfind(_PLAIN_END, 0, end) + len(_PLAIN_END)
+    if end > len(_PLAIN_END):
         inners = buf[7 : end - 3].split(_PLAIN_JOIN)
         joined = b"".join(inners)
         if _LF not in joined and _CR not in joined:
-            return inners, True
-    # Something else follows (a stream's [DONE], a comment, ...) or a block is not plain:
-    # the plain ones are the blocks before it, split as blocks, each a single "{...}" line.
+            return inners, whole
+    # A block that is not plain, before the end: the plain ones are the blocks before it,
+    # split as blocks, each a single "{...}" line (rare, so a loop in Python).
     inners = []
     for data in buf[6 : end - 2].split(b"\n\ndata: "):
         if not (data[:1] == b"{" and data[-1:] == b"}" and _LF not in data and _CR not in data):
