@@ -10,9 +10,9 @@ local function fmt(n)
 end
 
 -- Holds past their deadline belong to requests whose gateway died: release each exactly once.
--- Returns the number released.
-local function release_expired(wallet, holds, amounts, now)
-  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now, 'LIMIT', 0, 100)
+-- ``now_s`` is the time in ms as a string. Returns the number released.
+local function release_expired(wallet, holds, amounts, now_s)
+  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now_s, 'LIMIT', '0', '100')
   for _, rid in ipairs(stale) do
     local amt = redis.call('HGET', amounts, rid)
     if amt then

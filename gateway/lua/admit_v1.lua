@@ -14,11 +14,12 @@
 --   {-2, bucket index 1..4, retry ms}  a rate limit is exhausted (retry -1: never fits)
 --   {-3}                               request id already used
 local now = now_ms()
+local now_s = fmt(now)
 local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
 local cash = tonumber(w[1] or '0')
 local held = tonumber(w[2] or '0')
 -- held is the sum of this account's holds: with none outstanding there is nothing to expire.
-if held > 0 and release_expired(KEYS[1], KEYS[2], KEYS[3], now) > 0 then
+if held > 0 and release_expired(KEYS[1], KEYS[2], KEYS[3], now_s) > 0 then
   held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')
 end
 
@@ -26,32 +27,31 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   return {-3}
 end
 
--- Token buckets: capacity = limit, refilled continuously at limit per minute.
-local need = {1, tonumber(ARGV[5]), 1, tonumber(ARGV[5])}
-local levels = {}
-local remaining = {}
-local resets = {}
+-- Token buckets: capacity = limit, refilled continuously at limit per minute. The tables are
+-- made only when a limit is set (most keys have none).
+local levels, remaining, resets
 for i = 1, 4 do
-  local cap = tonumber(ARGV[5 + i])
+  local cap = ARGV[5 + i] == '0' and 0 or tonumber(ARGV[5 + i])
   if cap > 0 then
+    if not levels then
+      levels, remaining, resets = {}, {-1, -1, -1, -1}, {0, 0, 0, 0}
+    end
+    local need = i % 2 == 1 and 1 or tonumber(ARGV[5])
     local b = redis.call('HMGET', KEYS[4 + i], 'level', 'ts')
     local level = tonumber(b[1]) or cap
     local ts = tonumber(b[2]) or now
     if now > ts then
       level = math.min(cap, level + (now - ts) * cap / 60000)
     end
-    if need[i] > cap then
+    if need > cap then
       return {-2, i, -1}
     end
-    if level < need[i] then
-      return {-2, i, math.ceil((need[i] - level) * 60000 / cap)}
+    if level < need then
+      return {-2, i, math.ceil((need - level) * 60000 / cap)}
     end
-    levels[i] = level - need[i]
+    levels[i] = level - need
     remaining[i] = math.floor(levels[i])
     resets[i] = math.ceil((cap - levels[i]) * 60000 / cap)
-  else
-    remaining[i] = -1
-    resets[i] = 0
   end
 end
 
@@ -68,23 +68,31 @@ if hold > available then
   end
 end
 
-for i = 1, 4 do
-  if levels[i] then
-    redis.call('HSET', KEYS[4 + i], 'level', tostring(levels[i]), 'ts', fmt(now))
-    redis.call('PEXPIRE', KEYS[4 + i], 120000)
+-- Numbers handed to redis.call are formatted by Redis with "%.17g" (slow): each one is
+-- formatted here once, as an exact integer, and reused.
+if levels then
+  for i = 1, 4 do
+    if levels[i] then
+      redis.call('HSET', KEYS[4 + i], 'level', tostring(levels[i]), 'ts', now_s)
+      redis.call('PEXPIRE', KEYS[4 + i], '120000')
+    end
   end
 end
 
-local deadline = now + tonumber(ARGV[3])
+local hold_s = fmt(hold)
+local deadline_s = fmt(now + tonumber(ARGV[3]))
 if hold > 0 then
-  redis.call('HINCRBY', KEYS[1], 'held', hold)
-  redis.call('HSET', KEYS[3], ARGV[1], hold)
-  redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+  redis.call('HINCRBY', KEYS[1], 'held', hold_s)
+  redis.call('HSET', KEYS[3], ARGV[1], hold_s)
+  redis.call('ZADD', KEYS[2], deadline_s, ARGV[1])
 end
-redis.call('HSET', KEYS[4], 'status', 'pending', 'hold', fmt(hold),
-  'est_tokens', ARGV[5], 'created_ms', fmt(now), 'deadline_ms', fmt(deadline), unpack(ARGV, 11))
-redis.call('EXPIRE', KEYS[4], tonumber(ARGV[10]))
+redis.call('HSET', KEYS[4], 'status', 'pending', 'hold', hold_s,
+  'est_tokens', ARGV[5], 'created_ms', now_s, 'deadline_ms', deadline_s, unpack(ARGV, 11))
+redis.call('EXPIRE', KEYS[4], ARGV[10])
 
-return {1, fmt(available - hold), fmt(hold), now,
+if not levels then
+  return {1, fmt(available - hold), hold_s, now, -1, -1, -1, -1, 0, 0, 0, 0}
+end
+return {1, fmt(available - hold), hold_s, now,
   remaining[1], remaining[2], remaining[3], remaining[4],
   resets[1], resets[2], resets[3], resets[4]}

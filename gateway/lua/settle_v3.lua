@@ -47,33 +47,41 @@ if ARGV[8] == 'strict' then
   end
 end
 
+-- Numbers handed to redis.call are formatted by Redis with "%.17g" (slow): each one is
+-- formatted here once, as an exact integer, and reused.
+local cost_s = fmt(cost)
+local shortfall_s = shortfall == 0 and '0' or fmt(shortfall)
 if hold > 0 then
-  held = redis.call('HINCRBY', KEYS[1], 'held', -hold)
+  held = redis.call('HINCRBY', KEYS[1], 'held', fmt(-hold))
   redis.call('HDEL', KEYS[3], ARGV[1])
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 
+local balance_s
 if cost > 0 then
-  cash = redis.call('HINCRBY', KEYS[1], 'cash', -cost)
-  redis.call('HINCRBY', KEYS[1], 'charges', cost)
-  redis.call('HINCRBY', KEYS[1], ARGV[3], cost)
-  redis.call('XADD', KEYS[5], '*', 'request_id', ARGV[1], 'amount', fmt(cost),
-    'balance', fmt(cash - held))
+  cash = redis.call('HINCRBY', KEYS[1], 'cash', '-' .. cost_s)
+  redis.call('HINCRBY', KEYS[1], 'charges', cost_s)
+  redis.call('HINCRBY', KEYS[1], ARGV[3], cost_s)
+  balance_s = fmt(cash - held)
+  redis.call('XADD', KEYS[5], '*', 'request_id', ARGV[1], 'amount', cost_s,
+    'balance', balance_s)
 end
 
 -- The rate limiter counted the estimate at admission; give back (or take) the difference.
 local est = tonumber(rec[2] or '0')
 local delta = est - tonumber(ARGV[4])
-if delta ~= 0 and (tonumber(ARGV[5]) > 0 or tonumber(ARGV[6]) > 0) then
+if delta ~= 0 and (ARGV[5] ~= '0' or ARGV[6] ~= '0') then
   for i = 6, 7 do
     local cap = tonumber(ARGV[i - 1])
-    if cap > 0 and redis.call('EXISTS', KEYS[i]) == 1 then
-      local level = tonumber(redis.call('HGET', KEYS[i], 'level') or cap)
-      redis.call('HSET', KEYS[i], 'level', tostring(math.min(cap, level + delta)))
+    if cap > 0 then
+      local level = redis.call('HGET', KEYS[i], 'level')  -- nil: the bucket expired
+      if level then
+        redis.call('HSET', KEYS[i], 'level', tostring(math.min(cap, tonumber(level) + delta)))
+      end
     end
   end
 end
 
-redis.call('HSET', KEYS[4], 'cost', fmt(cost), 'shortfall', fmt(shortfall), unpack(ARGV, 9))
-redis.call('EXPIRE', KEYS[4], tonumber(ARGV[7]))
-return {1, fmt(cash - held), fmt(cost), fmt(shortfall)}
+redis.call('HSET', KEYS[4], 'cost', cost_s, 'shortfall', shortfall_s, unpack(ARGV, 9))
+redis.call('EXPIRE', KEYS[4], ARGV[7])
+return {1, balance_s or fmt(cash - held), cost_s, shortfall_s}
