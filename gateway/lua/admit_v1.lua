@@ -16,8 +16,8 @@
 local now = now_ms()
 local now_s = fmt(now)
 local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
-local cash = tonumber(w[1] or '0')
-local held = tonumber(w[2] or '0')
+local cash = (w[1] or 0) + 0
+local held = (w[2] or 0) + 0
 -- held is the sum of this account's holds: with none outstanding there is nothing to expire.
 if held > 0 and release_expired(KEYS[1], KEYS[2], KEYS[3], now_s) > 0 then
   held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')

@@ -27,8 +27,8 @@ end
 local rec = redis.call('HMGET', KEYS[4], 'status', 'est_tokens')
 local status = rec[1]
 local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
-local cash = tonumber(w[1] or '0')
-local held = tonumber(w[2] or '0')
+local cash = (w[1] or 0) + 0
+local held = (w[2] or 0) + 0
 if not status then
   return {-1}
 end
@@ -37,7 +37,8 @@ if status ~= 'pending' then
     redis.call('HGET', KEYS[4], 'shortfall') or '0'}
 end
 
-local hold = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+local hold_s = redis.call('HGET', KEYS[3], ARGV[1])  -- digits, as admit_v1 wrote them
+local hold = (hold_s or 0) + 0
 local shortfall = 0
 if ARGV[8] == 'strict' then
   local can_pay = math.max(cash - (held - hold), hold)
@@ -52,7 +53,7 @@ end
 local cost_s = fmt(cost)
 local shortfall_s = shortfall == 0 and '0' or fmt(shortfall)
 if hold > 0 then
-  held = redis.call('HINCRBY', KEYS[1], 'held', fmt(-hold))
+  held = redis.call('HINCRBY', KEYS[1], 'held', '-' .. hold_s)
   redis.call('HDEL', KEYS[3], ARGV[1])
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
