@@ -13,8 +13,14 @@
 --   {-1, available}                    funds do not cover the hold
 --   {-2, bucket index 1..4, retry ms}  a rate limit is exhausted (retry -1: never fits)
 --   {-3}                               request id already used
+-- The arguments used after the first write are checked before it (only a caller's bug can
+-- make them wrong, but then the script must fail before it writes anything).
+if not string.find(ARGV[10], '^%d+$') or #ARGV % 2 == 1 then
+  return redis.error_reply('admit_v1: malformed arguments')
+end
 local now = now_ms()
 local now_s = fmt(now)
+local deadline_s = fmt(now + ARGV[3])
 local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
 local cash = (w[1] or 0) + 0
 local held = (w[2] or 0) + 0
@@ -80,7 +86,6 @@ if levels then
 end
 
 local hold_s = fmt(hold)
-local deadline_s = fmt(now + tonumber(ARGV[3]))
 if hold > 0 then
   redis.call('HINCRBY', KEYS[1], 'held', hold_s)
   redis.call('HSET', KEYS[3], ARGV[1], hold_s)

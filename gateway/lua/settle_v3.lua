@@ -24,6 +24,17 @@ local cost = tonumber(ARGV[2])
 if not cost or cost < 0 or cost > MAX or cost ~= math.floor(cost) then
   return redis.error_reply('settle_v3: cost out of range: ' .. tostring(ARGV[2]))
 end
+-- The arguments used after the first write are checked here too (only a caller's bug can
+-- make them wrong, but then the script must fail before it writes anything).
+local limited = ARGV[5] ~= '0' or ARGV[6] ~= '0'
+local tokens, key_tpm, acct_tpm = 0, 0, 0
+if limited then
+  tokens, key_tpm, acct_tpm = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+end
+if not (tokens and key_tpm and acct_tpm) or not string.find(ARGV[7], '^%d+$')
+    or #ARGV % 2 == 1 then
+  return redis.error_reply('settle_v3: malformed arguments')
+end
 local rec = redis.call('HMGET', KEYS[4], 'status', 'est_tokens')
 local status = rec[1]
 local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
@@ -36,6 +47,10 @@ if status ~= 'pending' then
   return {0, fmt(cash - held), redis.call('HGET', KEYS[4], 'cost') or '0',
     redis.call('HGET', KEYS[4], 'shortfall') or '0'}
 end
+
+-- The rate limiter counted the estimate at admission; the settle gives back (or takes) the
+-- difference.
+local delta = limited and (rec[2] or 0) - tokens or 0
 
 local hold_s = redis.call('HGET', KEYS[3], ARGV[1])  -- digits, as admit_v1 wrote them
 local hold = (hold_s or 0) + 0
@@ -68,16 +83,14 @@ if cost > 0 then
     'balance', balance_s)
 end
 
--- The rate limiter counted the estimate at admission; give back (or take) the difference.
-local est = tonumber(rec[2] or '0')
-local delta = est - tonumber(ARGV[4])
-if delta ~= 0 and (ARGV[5] ~= '0' or ARGV[6] ~= '0') then
+if delta ~= 0 then
+  local caps = {key_tpm, acct_tpm}
   for i = 6, 7 do
-    local cap = tonumber(ARGV[i - 1])
+    local cap = caps[i - 5]
     if cap > 0 then
       local level = redis.call('HGET', KEYS[i], 'level')  -- nil: the bucket expired
       if level then
-        redis.call('HSET', KEYS[i], 'level', tostring(math.min(cap, tonumber(level) + delta)))
+        redis.call('HSET', KEYS[i], 'level', tostring(math.min(cap, level + delta)))
       end
     end
   end
