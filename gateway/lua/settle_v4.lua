@@ -1,4 +1,4 @@
--- settle_v3: charge a finished request its actual cost and release its hold, exactly once.
+-- settle_v4: charge a finished request its actual cost and release its hold, exactly once.
 --
 -- KEYS[1] wallet hash        KEYS[2] holds zset       KEYS[3] hold amounts hash
 -- KEYS[4] request record     KEYS[5] charges stream
@@ -15,14 +15,15 @@
 -- overdrawn a wallet switched from postpaid; v3's rule lets the gateway answer before the
 -- settle returns whenever the cost is within the hold).
 -- Every check comes before the first write: a script error must not leave half a settle.
--- Returns
---   {1, balance after, cost charged, shortfall}   settled now
---   {0, balance now, cost charged, shortfall}     already settled earlier: nothing changed
---   {-1}                                          no such request (never admitted, or expired)
+-- Returns one string of space-separated integers (v3 returned them as an array: a script's
+-- array reply costs Redis a separate reply block, and Redis 6.2 one write() each):
+--   "1 <balance after> <cost charged> <shortfall>"  settled now
+--   "0 <balance now> <cost charged> <shortfall>"    already settled earlier: nothing changed
+--   "-1"                                            no such request (never admitted, or expired)
 local MAX = 9007199254740991
 local cost = tonumber(ARGV[2])
 if not cost or cost < 0 or cost > MAX or cost ~= math.floor(cost) then
-  return redis.error_reply('settle_v3: cost out of range: ' .. tostring(ARGV[2]))
+  return redis.error_reply('settle_v4: cost out of range: ' .. tostring(ARGV[2]))
 end
 -- The arguments used after the first write are checked here too (only a caller's bug can
 -- make them wrong, but then the script must fail before it writes anything).
@@ -33,7 +34,7 @@ if limited then
 end
 if not (tokens and key_tpm and acct_tpm) or not string.find(ARGV[7], '^%d+$')
     or #ARGV % 2 == 1 then
-  return redis.error_reply('settle_v3: malformed arguments')
+  return redis.error_reply('settle_v4: malformed arguments')
 end
 local rec = redis.call('HMGET', KEYS[4], 'status', 'est_tokens')
 local status = rec[1]
@@ -41,18 +42,18 @@ local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
 local cash = (w[1] or 0) + 0
 local held = (w[2] or 0) + 0
 if not status then
-  return {-1}
+  return '-1'
 end
 if status ~= 'pending' then
-  return {0, fmt(cash - held), redis.call('HGET', KEYS[4], 'cost') or '0',
-    redis.call('HGET', KEYS[4], 'shortfall') or '0'}
+  local done = redis.call('HMGET', KEYS[4], 'cost', 'shortfall')
+  return '0 ' .. fmt(cash - held) .. ' ' .. (done[1] or '0') .. ' ' .. (done[2] or '0')
 end
 
 -- The rate limiter counted the estimate at admission; the settle gives back (or takes) the
 -- difference.
 local delta = limited and (rec[2] or 0) - tokens or 0
 
-local hold_s = redis.call('HGET', KEYS[3], ARGV[1])  -- digits, as admit_v1 wrote them
+local hold_s = redis.call('HGET', KEYS[3], ARGV[1])  -- digits, as admit wrote them
 local hold = (hold_s or 0) + 0
 local shortfall = 0
 if ARGV[8] == 'strict' then
@@ -98,4 +99,4 @@ end
 
 redis.call('HSET', KEYS[4], 'cost', cost_s, 'shortfall', shortfall_s, unpack(ARGV, 9))
 redis.call('EXPIRE', KEYS[4], ARGV[7])
-return {1, balance_s or fmt(cash - held), cost_s, shortfall_s}
+return '1 ' .. (balance_s or fmt(cash - held)) .. ' ' .. cost_s .. ' ' .. shortfall_s

@@ -1,4 +1,4 @@
--- admit_v1: admit one request: expire stale holds, check rate limits and funds, place a hold.
+-- admit_v2: admit one request: expire stale holds, check rate limits and funds, place a hold.
 --
 -- KEYS[1] wallet hash        KEYS[2] holds zset (request id -> deadline ms)
 -- KEYS[3] hold amounts hash  KEYS[4] request record hash
@@ -8,15 +8,16 @@
 -- ARGV[3] hold ttl ms        ARGV[4] policy: "strict" | "postpaid"
 -- ARGV[5] estimated tokens   ARGV[6..9] limits for KEYS[5..8] (0 = unlimited; per minute)
 -- ARGV[10] record ttl s      ARGV[11..] record fields as name, value pairs
--- Returns
---   {1, available after hold, hold placed, now ms, remaining[4], reset ms[4]}
---   {-1, available}                    funds do not cover the hold
---   {-2, bucket index 1..4, retry ms}  a rate limit is exhausted (retry -1: never fits)
---   {-3}                               request id already used
+-- Returns one string of space-separated integers (v1 returned them as an array: a script's
+-- array reply costs Redis a separate reply block, and Redis 6.2 one write() each):
+--   "1 <available after hold> <hold placed> <now ms> <remaining x4> <reset ms x4>"
+--   "-1 <available>"                       funds do not cover the hold
+--   "-2 <bucket index 1..4> <retry ms>"    a rate limit is exhausted (retry -1: never fits)
+--   "-3"                                   request id already used
 -- The arguments used after the first write are checked before it (only a caller's bug can
 -- make them wrong, but then the script must fail before it writes anything).
 if not string.find(ARGV[10], '^%d+$') or #ARGV % 2 == 1 then
-  return redis.error_reply('admit_v1: malformed arguments')
+  return redis.error_reply('admit_v2: malformed arguments')
 end
 local now = now_ms()
 local now_s = fmt(now)
@@ -30,7 +31,7 @@ if held > 0 and release_expired(KEYS[1], KEYS[2], KEYS[3], now_s) > 0 then
 end
 
 if redis.call('EXISTS', KEYS[4]) == 1 then
-  return {-3}
+  return '-3'
 end
 
 -- Token buckets: capacity = limit, refilled continuously at limit per minute. The tables are
@@ -50,10 +51,10 @@ for i = 1, 4 do
       level = math.min(cap, level + (now - ts) * cap / 60000)
     end
     if need > cap then
-      return {-2, i, -1}
+      return string.format('-2 %d -1', i)
     end
     if level < need then
-      return {-2, i, math.ceil((need - level) * 60000 / cap)}
+      return string.format('-2 %d %d', i, math.ceil((need - level) * 60000 / cap))
     end
     levels[i] = level - need
     remaining[i] = math.floor(levels[i])
@@ -64,13 +65,13 @@ end
 local available = cash - held
 local hold = tonumber(ARGV[2])
 if available <= 0 then
-  return {-1, fmt(available)}
+  return '-1 ' .. fmt(available)
 end
 if hold > available then
   if ARGV[4] == 'postpaid' then
     hold = available
   else
-    return {-1, fmt(available)}
+    return '-1 ' .. fmt(available)
   end
 end
 
@@ -96,8 +97,8 @@ redis.call('HSET', KEYS[4], 'status', 'pending', 'hold', hold_s,
 redis.call('EXPIRE', KEYS[4], ARGV[10])
 
 if not levels then
-  return {1, fmt(available - hold), hold_s, now, -1, -1, -1, -1, 0, 0, 0, 0}
+  return '1 ' .. fmt(available - hold) .. ' ' .. hold_s .. ' ' .. now_s .. ' -1 -1 -1 -1 0 0 0 0'
 end
-return {1, fmt(available - hold), hold_s, now,
+return string.format('1 %d %s %s %d %d %d %d %d %d %d %d', available - hold, hold_s, now_s,
   remaining[1], remaining[2], remaining[3], remaining[4],
-  resets[1], resets[2], resets[3], resets[4]}
+  resets[1], resets[2], resets[3], resets[4])
