@@ -1,4 +1,4 @@
-"""Rate-limit headers and messages (pure). The counting itself is in ``lua/admit_v1.lua``."""
+"""Rate-limit headers and messages (pure). The counting itself is in ``lua/admit_v2.lua``."""
 
 from __future__ import annotations
 

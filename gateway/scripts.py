@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any, Protocol
 
-SCRIPT_NAMES = ("admit_v1", "settle_v3", "money_move_v1", "sweep_v1", "renew_v1")
+SCRIPT_NAMES = ("admit_v2", "settle_v4", "money_move_v1", "sweep_v1", "renew_v1")
 
 
 def script_source(name: str) -> str:

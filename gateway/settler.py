@@ -163,7 +163,7 @@ class Settler:
 
     def _certain(self, call: Call, cost: int) -> bool:
         """True when the settle cannot charge anything but ``cost``: the request's hold covers
-        it (settle_v3 always lets a request pay up to its own hold, even in a strict wallet
+        it (settle_v4 always lets a request pay up to its own hold, even in a strict wallet
         that another request overdrew) or the wallet is postpaid, and the hold is young enough
         to exist whether or not its renewals went through."""
         admission = call.admission

@@ -182,7 +182,7 @@ class Wallet:
         args.append(record_ttl)
         for name, value in record.items():
             args += [name, value]
-        r = await self._scripts.call("admit_v1", keys, args)
+        r = (await self._scripts.call("admit_v2", keys, args)).split()
         status = int(r[0])
         if status == 1:
             return Admission(
@@ -227,7 +227,7 @@ class Wallet:
                            limits.key_tpm, limits.account_tpm, record_ttl, policy]  # fmt: skip
         for name, value in record.items():
             args += [name, value]
-        r = await self._scripts.call("settle_v3", keys, args)
+        r = (await self._scripts.call("settle_v4", keys, args)).split()
         if int(r[0]) == -1:
             return None
         return Settlement(balance=int(r[1]), cost=int(r[2]), replayed=int(r[0]) == 0,

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
 from gateway.accounts import Directory
 from gateway.wallet import Admission, Limits, Refusal, Wallet
@@ -95,3 +96,28 @@ async def test_scripts_survive_a_script_flush(redis: Any, funded: tuple[Wallet, 
     await redis.script_flush()  # as after a Redis restart or failover: NOSCRIPT, then reload
     assert isinstance(await admit(wallet, account, "after-flush", hold=10), Admission)
     assert (await settle(wallet, account, "after-flush", 10)).cost == 10
+
+
+async def test_malformed_arguments_fail_before_anything_is_written(
+    redis: Any, funded: tuple[Wallet, str]
+) -> None:
+    """A caller's bug (here a record ttl that is not an integer) must not leave half an admit
+    or half a settle: the scripts check every argument before their first write."""
+    wallet, account = funded
+    with pytest.raises(ResponseError, match="malformed"):
+        await wallet.admit(
+            account, request_id="bad", key_id="k", hold=100, policy="strict", est_tokens=10,
+            limits=NO_LIMITS, hold_ttl_ms=60_000, record_ttl="1.5", record={"model": "m"},  # type: ignore[arg-type]
+        )  # fmt: skip
+    assert await wallet.request_record(account, "bad") is None
+    assert (await wallet.view(account)).held == 0
+
+    await admit(wallet, account, "r", hold=500)
+    with pytest.raises(ResponseError, match="malformed"):
+        await wallet.settle(
+            account, request_id="r", key_id="k", cost=300, tokens=5, limits=NO_LIMITS,
+            record_ttl="1.5", record={"status": "settled"},  # type: ignore[arg-type]
+        )  # fmt: skip
+    view = await wallet.view(account)
+    assert (view.balance, view.held, view.charges) == (1_000_000 - 500, 500, 0)
+    assert (await settle(wallet, account, "r", 300)).cost == 300

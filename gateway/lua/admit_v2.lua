@@ -1,0 +1,104 @@
+-- admit_v2: admit one request: expire stale holds, check rate limits and funds, place a hold.
+--
+-- KEYS[1] wallet hash        KEYS[2] holds zset (request id -> deadline ms)
+-- KEYS[3] hold amounts hash  KEYS[4] request record hash
+-- KEYS[5] key rpm bucket     KEYS[6] key tpm bucket
+-- KEYS[7] account rpm bucket KEYS[8] account tpm bucket
+-- ARGV[1] request id         ARGV[2] hold wanted (nanodollars, worst-case cost)
+-- ARGV[3] hold ttl ms        ARGV[4] policy: "strict" | "postpaid"
+-- ARGV[5] estimated tokens   ARGV[6..9] limits for KEYS[5..8] (0 = unlimited; per minute)
+-- ARGV[10] record ttl s      ARGV[11..] record fields as name, value pairs
+-- Returns one string of space-separated integers (v1 returned them as an array: a script's
+-- array reply costs Redis a separate reply block, and Redis 6.2 one write() each):
+--   "1 <available after hold> <hold placed> <now ms> <remaining x4> <reset ms x4>"
+--   "-1 <available>"                       funds do not cover the hold
+--   "-2 <bucket index 1..4> <retry ms>"    a rate limit is exhausted (retry -1: never fits)
+--   "-3"                                   request id already used
+-- The arguments used after the first write are checked before it (only a caller's bug can
+-- make them wrong, but then the script must fail before it writes anything).
+if not string.find(ARGV[10], '^%d+$') or #ARGV % 2 == 1 then
+  return redis.error_reply('admit_v2: malformed arguments')
+end
+local now = now_ms()
+local now_s = fmt(now)
+local deadline_s = fmt(now + ARGV[3])
+local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
+local cash = (w[1] or 0) + 0
+local held = (w[2] or 0) + 0
+-- held is the sum of this account's holds: with none outstanding there is nothing to expire.
+if held > 0 and release_expired(KEYS[1], KEYS[2], KEYS[3], now_s) > 0 then
+  held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')
+end
+
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return '-3'
+end
+
+-- Token buckets: capacity = limit, refilled continuously at limit per minute. The tables are
+-- made only when a limit is set (most keys have none).
+local levels, remaining, resets
+for i = 1, 4 do
+  local cap = ARGV[5 + i] == '0' and 0 or tonumber(ARGV[5 + i])
+  if cap > 0 then
+    if not levels then
+      levels, remaining, resets = {}, {-1, -1, -1, -1}, {0, 0, 0, 0}
+    end
+    local need = i % 2 == 1 and 1 or tonumber(ARGV[5])
+    local b = redis.call('HMGET', KEYS[4 + i], 'level', 'ts')
+    local level = tonumber(b[1]) or cap
+    local ts = tonumber(b[2]) or now
+    if now > ts then
+      level = math.min(cap, level + (now - ts) * cap / 60000)
+    end
+    if need > cap then
+      return string.format('-2 %d -1', i)
+    end
+    if level < need then
+      return string.format('-2 %d %d', i, math.ceil((need - level) * 60000 / cap))
+    end
+    levels[i] = level - need
+    remaining[i] = math.floor(levels[i])
+    resets[i] = math.ceil((cap - levels[i]) * 60000 / cap)
+  end
+end
+
+local available = cash - held
+local hold = tonumber(ARGV[2])
+if available <= 0 then
+  return '-1 ' .. fmt(available)
+end
+if hold > available then
+  if ARGV[4] == 'postpaid' then
+    hold = available
+  else
+    return '-1 ' .. fmt(available)
+  end
+end
+
+-- Numbers handed to redis.call are formatted by Redis with "%.17g" (slow): each one is
+-- formatted here once, as an exact integer, and reused.
+if levels then
+  for i = 1, 4 do
+    if levels[i] then
+      redis.call('HSET', KEYS[4 + i], 'level', tostring(levels[i]), 'ts', now_s)
+      redis.call('PEXPIRE', KEYS[4 + i], '120000')
+    end
+  end
+end
+
+local hold_s = fmt(hold)
+if hold > 0 then
+  redis.call('HINCRBY', KEYS[1], 'held', hold_s)
+  redis.call('HSET', KEYS[3], ARGV[1], hold_s)
+  redis.call('ZADD', KEYS[2], deadline_s, ARGV[1])
+end
+redis.call('HSET', KEYS[4], 'status', 'pending', 'hold', hold_s,
+  'est_tokens', ARGV[5], 'created_ms', now_s, 'deadline_ms', deadline_s, unpack(ARGV, 11))
+redis.call('EXPIRE', KEYS[4], ARGV[10])
+
+if not levels then
+  return '1 ' .. fmt(available - hold) .. ' ' .. hold_s .. ' ' .. now_s .. ' -1 -1 -1 -1 0 0 0 0'
+end
+return string.format('1 %d %s %s %d %d %d %d %d %d %d %d', available - hold, hold_s, now_s,
+  remaining[1], remaining[2], remaining[3], remaining[4],
+  resets[1], resets[2], resets[3], resets[4])
