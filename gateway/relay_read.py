@@ -10,7 +10,7 @@ and the same tracker state (tests/unit/test_plain_runs.py).
 from __future__ import annotations
 
 from gateway.endpoints.base import Endpoint, StreamTracker
-from gateway.sse import PLAIN_FRAME, SSEDecoder, SSEEvent, split_blocks
+from gateway.sse import PLAIN_FRAME, SSEDecoder, SSEEvent, plain_events
 
 
 def take(
@@ -30,7 +30,7 @@ def take(
                 taken, events = run, []
             else:
                 size = sum(map(len, inners[:n])) + PLAIN_FRAME * n
-                taken, events = run[:size], split_blocks(run[size:])
+                taken, events = run[:size], plain_events(inners[n:])
             events += after
             return (endpoint.rewrite_plain(taken, strip) if taken else b""), events
     return b"", decoder.feed(chunk)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PLAIN_FRAME", "SSEBufferOverflow", "SSEDecoder", "SSEEvent", "comment", "split_blocks"]
+__all__ = ["PLAIN_FRAME", "SSEBufferOverflow", "SSEDecoder", "SSEEvent", "comment", "plain_events"]
 
 _LF = 10
 _CR = 13
@@ -239,11 +239,13 @@ def _plain_inners(buf: bytes, end: int) -> tuple[list[bytes], bool]:
     return inners, False
 
 
-def split_blocks(run: bytes) -> list[SSEEvent]:
-    """The events of ``run``, a whole number of blocks (as ``feed_plain`` returns)."""
-    decoder = SSEDecoder(max_buffer=len(run))
-    events = decoder.feed(run)
-    events.extend(decoder.flush())
+def plain_events(inners: list[bytes]) -> list[SSEEvent]:
+    """The events of plain blocks given their inner parts (as ``feed_plain`` returns them):
+    what ``feed`` makes of such blocks, without scanning them again."""
+    events = []
+    for inner in inners:
+        data = b"{" + inner + b"}"
+        events.append(SSEEvent(b"data: " + data + b"\n\n", None, data.decode("utf-8", "replace")))
     return events
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.endpoints.openai import ChatCompletions
 from gateway.relay_read import take
-from gateway.sse import SSEBufferOverflow, SSEDecoder, SSEEvent, split_blocks
+from gateway.sse import SSEBufferOverflow, SSEDecoder, SSEEvent, plain_events
 from gateway.tracking import TrackerMark
 from gateway.usage import EventKind, OpenAIStreamTracker
 
@@ -91,6 +91,12 @@ NAMELESS = [
 def random_stream(rng: random.Random) -> bytes:
     head = rng.choices(NAMELESS, k=rng.choice([0, 0, 1, 3, 6]))
     return b"".join(head + [random_block(rng) for _ in range(rng.randint(1, 60))])
+
+
+def split_blocks(run: bytes) -> list[SSEEvent]:
+    """The events of ``run``, whole blocks, as the per-event decoder makes them."""
+    decoder = SSEDecoder(max_buffer=len(run))
+    return decoder.feed(run) + decoder.flush()
 
 
 def inner_of(block: bytes) -> bytes:
@@ -175,6 +181,7 @@ def decode_both_ways(reads: list[bytes], use_plain: bool) -> list[list[SSEEvent]
         run, inners, rest = plain
         events = split_blocks(run)
         assert [inner_of(e.raw) for e in events] == inners
+        assert plain_events(inners) == events
         out.append(events + decoder.feed(rest))
     out.append(decoder.flush())
     return out
