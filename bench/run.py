@@ -26,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, plot, relay, report, stack
+from bench import cpu, plot, relay, report, stack, workers
 from bench.phases import (
     BODY,
     FULL,
@@ -197,8 +197,6 @@ def main(argv: list[str] | None = None) -> int:
         if plan.profile:
             result["profile"] = bench.profile(targets[2])
         result["wallet_after_1w"] = stack.wallet(gw1_url, account)
-        gw1.stop()
-        bench.procs.remove(gw1)
 
         try:
             # Both cores, explicitly: a child would otherwise inherit this runner's pinning.
@@ -208,10 +206,19 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             log(f"Tollgate --workers 2 did not start: n/a ({str(exc).splitlines()[0]})")
             result["workers_2"] = f"n/a: {exc}"
+            gw1.stop()
+            bench.procs.remove(gw1)
         else:
             bench.procs.append(gw2)
             log(f"Tollgate 2 workers up at {gw2_url} (workers {stack.worker_pids(gw2.pid)})")
             t2 = Target("tollgate-2w", gw2_url, key, lambda: stack.worker_pids(gw2.pid))
+            # The two-worker target: both gateways up, interleaved trials (bench.workers).
+            bench.wrk(t2, "warm-up", 32, plan.warmup)
+            result["workers_compare"] = workers.compare(
+                bench, targets[2], t2, plan.relay_rounds, plan.relay * 2
+            )
+            gw1.stop()
+            bench.procs.remove(gw1)
             bench.throughput(t2)
             bench.latency(t2)
             bench.fixed_rate(t2, rate)
@@ -244,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         latency=f"{args.upstream_latency_ms:g}",
         rounds=plan.relay_rounds,
         trial=f"{plan.relay:g}",
+        wrk_trial=f"{plan.relay * 2:g}",
     )
     RESULTS.mkdir(exist_ok=True)
     report.write_json(result, RESULTS / "latest.json")
@@ -273,7 +281,10 @@ upstream sending 2,000 (1 stream) or 500 (16 concurrent streams) chunks back to 
 {rounds} interleaved rounds of {trial} s trials (the pass-through and Tollgate 1 worker
 alternating first, direct after them; Tollgate 2 workers one trial, on its own): each case's
 figure is its median over the rounds, and the relay targets use the median of the per-round
-ratios (see "Stream relay, round by round"). RSS is VmRSS of each serving process after its
+ratios (see "Stream relay, round by round"). The two-worker target compares 1 and 2 workers
+the same way: both up at once, {rounds} interleaved rounds of {wrk_trial} s wrk trials at 32
+connections, median of the per-round ratios (`bench/workers.py`; every trial is in
+`latest.json`). RSS is VmRSS of each serving process after its
 runs. CPU per request is each process's CPU time during the throughput run over the requests
 served. "Other processes' CPU" is what the rest of the box used meanwhile (phases above 0.15
 cores are run again, the quietest attempt kept; a relay round is run again whole)."""
