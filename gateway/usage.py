@@ -86,7 +86,7 @@ class OpenAIStreamTracker(TextTracker):
     The text is only needed when a stream ends without its usage (cut or broken), so an
     ordinary chunk, written as OpenAI writes it (``"choices":[``, and no ``"usage"`` or only
     a last ``"usage":null``), is kept unparsed until ``text`` or ``chunks`` is read, or until
-    more than ``LAZY_LIMIT`` characters (bytes, as ``feed_plain`` keeps them) wait at a
+    more than ``LAZY_LIMIT`` bytes (of the blocks they came in) wait at a
     ``mark``. Anything else is parsed at once, after the kept chunks, so the text stays in
     stream order. Marks count kept chunks, and parsing
     records where each one ended, so ``truncate`` cuts at the same place either way.
@@ -102,8 +102,15 @@ class OpenAIStreamTracker(TextTracker):
         # Chunks not parsed yet, in stream order: a chunk's data (str) kept by feed, or a run
         # of whole plain blocks (bytes, as they came) kept by feed_plain.
         self._kept: list[str | bytes] = []
+        # The bytes each kept item came in (its events' raw blocks), and their sum: both paths
+        # count the same blocks alike, so they parse what they kept at the same marks.
+        self._kept_sizes: list[int] = []
         self._kept_size = 0
         self._lazy = 0  # chunks ever kept (parsed or not)
+        # When self.usage came from a chunk read while others were kept: how many kept chunks
+        # came before it. Parsing them must not leave an older usage in its place (a kept chunk
+        # can hold a usage only behind a JSON escape, as "\u0075sage", from a broken upstream).
+        self._usage_after: int | None = None
         # For each kept chunk parsed so far, in order: the text length and chunk count after it.
         self._text_ends = array("q")
         self._chunk_ends = array("q")
@@ -124,10 +131,10 @@ class OpenAIStreamTracker(TextTracker):
         return super().mark()
 
     def snapshot(self) -> Any:
-        return self._chunks, self._lazy, len(self._text_ends)
+        return self._chunks, self._lazy, len(self._text_ends), self._usage_after
 
     def truncate(self, mark: TrackerMark) -> None:
-        chunks, lazy, parsed = mark.state
+        chunks, lazy, parsed, usage_after = mark.state
         if lazy > parsed and len(self._text_ends) >= lazy:
             # Chunks kept at the mark have been parsed since: cut where the last one ended.
             text_length, chunks = self._text_ends[lazy - 1], self._chunk_ends[lazy - 1]
@@ -140,6 +147,7 @@ class OpenAIStreamTracker(TextTracker):
             del self._chunk_ends[lazy:]
         if lazy <= len(self._text_ends):
             self._kept.clear()
+            self._kept_sizes.clear()
             self._kept_size = 0
         self._lazy = lazy  # those parsed since the mark are cut, those kept since are gone
         if self._text_length > text_length:
@@ -148,6 +156,9 @@ class OpenAIStreamTracker(TextTracker):
             self._text_length = text_length
         self._chunks = chunks
         self.usage = mark.usage
+        # Kept chunks are parsed all at once: those kept at the mark are either all still kept
+        # (and counted as they were) or all parsed since.
+        self._usage_after = usage_after if self._kept else None
 
     def feed(self, event: SSEEvent) -> EventKind:
         """Classify ``event`` and record what it carries."""
@@ -166,7 +177,8 @@ class OpenAIStreamTracker(TextTracker):
             and data.count(_USAGE) == data.endswith(_USAGE_NULL_END)
         ):
             self._kept.append(data)
-            self._kept_size += len(data)
+            self._kept_sizes.append(len(event.raw))
+            self._kept_size += len(event.raw)
             self._lazy += 1
             return EventKind.CHUNK
         try:
@@ -209,6 +221,7 @@ class OpenAIStreamTracker(TextTracker):
             end = start + sum(map(len, rest)) + PLAIN_FRAME * len(rest)
         if rest:
             self._kept.append(run if end - start == len(run) else run[start:end])
+            self._kept_sizes.append(end - start)
             self._kept_size += end - start
             self._lazy += len(rest)
         return first + len(rest)
@@ -216,23 +229,28 @@ class OpenAIStreamTracker(TextTracker):
     def _keep_first(self, count: int) -> None:
         """Forget all but the first ``count`` kept chunks. A mark is taken between two feeds,
         so it never falls inside a run that ``feed_plain`` kept."""
-        kept: list[str | bytes] = []
-        for item in self._kept:
-            if count <= 0:
-                break
-            kept.append(item)
+        items = 0
+        while count > 0 and items < len(self._kept):
+            item = self._kept[items]
             count -= 1 if isinstance(item, str) else len(_run_datas(item))
-        self._kept = kept
-        self._kept_size = sum(map(len, kept))
+            items += 1
+        del self._kept[items:], self._kept_sizes[items:]
+        self._kept_size = sum(self._kept_sizes)
 
     def _parse_kept(self) -> None:
         kept = self._kept
         if not kept:
             return
         self._kept = []
+        self._kept_sizes = []
         self._kept_size = 0
         text_ends, chunk_ends = self._text_ends, self._chunk_ends
-        for data in _chunk_datas(kept):
+        usage_after, newer = self._usage_after, self.usage
+        self._usage_after = None
+        parsed = 0
+        for i, data in enumerate(_chunk_datas(kept)):
+            if i == usage_after:  # the chunks before the one self.usage came from are done
+                self.usage = newer
             try:
                 chunk = orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -244,6 +262,9 @@ class OpenAIStreamTracker(TextTracker):
                 self._read(chunk, parse_kept_first=False)
             text_ends.append(self._text_length)
             chunk_ends.append(self._chunks)
+            parsed = i + 1
+        if usage_after is not None and usage_after >= parsed:  # every kept chunk came before it
+            self.usage = newer
 
     def _read(self, chunk: dict[str, Any], *, parse_kept_first: bool) -> EventKind:
         raw_usage = chunk.get("usage")
@@ -251,6 +272,8 @@ class OpenAIStreamTracker(TextTracker):
             usage = usage_from_openai(raw_usage)
             if usage is not None:
                 self.usage = usage
+                if parse_kept_first and self._kept:  # read after the kept chunks
+                    self._usage_after = self._lazy - len(self._text_ends)
         if self.model is None:
             model = chunk.get("model")
             if isinstance(model, str) and model:

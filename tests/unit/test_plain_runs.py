@@ -221,7 +221,8 @@ def relay(reads: list[bytes], strip: bool, fast: bool, rng: random.Random) -> tu
             if kind is EventKind.USAGE_ONLY and strip:
                 continue
             out.append(endpoint.rewrite_event(event.raw, kind, strip))
-        assert tracker._kept_size == sum(map(len, tracker._kept))
+        assert tracker._kept_size == sum(tracker._kept_sizes)
+        assert len(tracker._kept_sizes) == len(tracker._kept)
         marks.append(mark)  # marks[i] was taken just before written[i]
         if rng.random() < 0.1:  # this read never reached the client: forget it (or more)
             index = len(marks) - 1 if rng.random() < 0.7 else rng.randrange(len(marks))
@@ -317,3 +318,63 @@ def test_a_chunk_with_a_real_usage_is_never_kept_unparsed(fast: bool) -> None:
         kinds = [tracker.feed(decoder.feed(USAGE_WITH_NESTED_NULL)[0])]
     assert EventKind.USAGE_ONLY in kinds
     assert tracker.usage is not None and tracker.usage.output_tokens == 4
+
+
+# A usage whose key hides behind a JSON escape: no literal "usage", so both paths keep the
+# chunk unparsed, and its usage counts only when the kept chunks are parsed (a broken or
+# hostile upstream; found by review). The usage billed must still be the stream's last one.
+ESCAPED_USAGE = b'data: {"choices":[],"\\u0075sage":{"prompt_tokens":9,"completion_tokens":9}}\n\n'
+USAGE_ONLY = b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":1}}\n\n'
+LAST_USAGE = (
+    b'data: {"choices":[{"delta":{"content":"!"}}],'
+    b'"usage":{"prompt_tokens":7,"completion_tokens":1}}\n\n'
+)
+
+
+def usage_after(blocks: list[bytes], *, parse_at_end: bool) -> tuple[int, int] | None:
+    decoder, tracker = SSEDecoder(), OpenAIStreamTracker()
+    for event in decoder.feed(b"".join(blocks)):
+        tracker.feed(event)
+    if parse_at_end:
+        assert isinstance(tracker.text, str)  # reading the text parses what was kept
+    u = tracker.usage
+    return None if u is None else (u.input_tokens, u.output_tokens)
+
+
+@pytest.mark.parametrize("parse_at_end", [False, True])
+def test_a_later_usage_is_not_replaced_by_an_older_kept_one(parse_at_end: bool) -> None:
+    a = chunk_line("a")
+    assert usage_after([a, a, ESCAPED_USAGE, LAST_USAGE], parse_at_end=parse_at_end) == (7, 1)
+    assert usage_after([a, a, ESCAPED_USAGE, USAGE_ONLY], parse_at_end=parse_at_end) == (7, 1)
+
+
+def test_an_escaped_usage_after_the_real_one_is_the_last_once_parsed() -> None:
+    a = chunk_line("a")
+    blocks = [a, a, USAGE_ONLY, a, ESCAPED_USAGE]
+    assert usage_after(blocks, parse_at_end=False) == (7, 1)  # still kept, unread
+    assert usage_after(blocks, parse_at_end=True) == (9, 9)  # in stream order, it is last
+
+
+@pytest.mark.parametrize("last", [LAST_USAGE, b""])
+def test_both_paths_parse_kept_chunks_at_the_same_marks(last: bytes) -> None:
+    """Both count what they keep in the bytes it came in, so past LAZY_LIMIT they parse at
+    the same mark: the usage at [DONE] (what the stream is billed) and after it agree. (When
+    the fast path counted bytes and feed characters, a run just under the limit for one was
+    over it for the other.)"""
+    body = chunk_line("x" * 100)
+    n = (OpenAIStreamTracker.LAZY_LIMIT - 200) // (len(body) - 8)
+    reads = [chunk_line("a") + body * n + ESCAPED_USAGE, last + b"data: [DONE]\n\n"]
+    got = {}
+    for fast in (True, False):
+        endpoint, decoder, tracker = ChatCompletions(), SSEDecoder(), OpenAIStreamTracker()
+        at_done = None
+        for data in reads:
+            tracker.mark()  # as the proxy does before every read
+            events = take(decoder, tracker, endpoint, data, True)[1] if fast else decoder.feed(data)
+            for event in events:
+                if tracker.feed(event) is EventKind.DONE:
+                    at_done = tracker.usage
+        got[fast] = (at_done, tracker.usage)
+    assert got[True] == got[False]
+    if last:
+        assert got[True][1] is not None and got[True][1].output_tokens == 1
