@@ -46,12 +46,15 @@ class _Family(Generic[_Child]):
     def _new_child(self) -> _Child:
         raise NotImplementedError
 
-    def labels(self, *values: str) -> _Child:
-        child = self._children.get(values)
+    def labels(self, *values: object) -> _Child:
+        child = self._children.get(values)  # type: ignore[arg-type]
         if child is None:
             if len(values) != len(self.labelnames) or not self.labelnames:
                 raise ValueError(f"{self.name} takes the labels {self.labelnames}, not {values}")
-            child = self._children[values] = self._new_child()
+            key = tuple(map(str, values))  # as prometheus-client does: 200 and "200" are one
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self._new_child()
         return child
 
     def _only(self) -> _Child:

@@ -71,6 +71,9 @@ def test_wrong_labels_and_negative_counts_are_refused() -> None:
         counter.inc()  # labelled: needs labels()
     with pytest.raises(ValueError):
         counter.labels("a").inc(-1)
+    counter.labels(200).inc()
+    counter.labels("200").inc()
+    assert registry.get_sample_value("t_requests_total", {"model": "200"}) == 2
     plain = LoopCounter("t_plain", "Plain.", (), registry)
     with pytest.raises(ValueError):
         plain.labels("x")
