@@ -200,11 +200,12 @@ def relay(reads: list[bytes], strip: bool, fast: bool, rng: random.Random) -> tu
     truncates at random, as a client that goes away makes it. Returns everything observable."""
     endpoint = ChatCompletions()
     decoder, tracker = SSEDecoder(), OpenAIStreamTracker()
-    tracker.LAZY_LIMIT = rng.choice([10**9, 500])
+    tracker.LAZY_LIMIT = rng.choice([10**9, 500, 50])
     written: list[bytes] = []
     kinds: list[EventKind] = []
     marks: list[TrackerMark] = []
     texts: list[str] = []
+    at_done: list[object] = []  # what the stream would be billed, at each [DONE]
     for data in reads:
         mark = tracker.mark()
         if fast:
@@ -218,6 +219,8 @@ def relay(reads: list[bytes], strip: bool, fast: bool, rng: random.Random) -> tu
         for event in events:
             kind = tracker.feed(event)
             kinds.append(kind)
+            if kind is EventKind.DONE:
+                at_done.append((tracker.usage, tracker.model))
             if kind is EventKind.USAGE_ONLY and strip:
                 continue
             out.append(endpoint.rewrite_event(event.raw, kind, strip))
@@ -232,8 +235,9 @@ def relay(reads: list[bytes], strip: bool, fast: bool, rng: random.Random) -> tu
         written.append(b"".join(out))
         if rng.random() < 0.1:  # reading the text in between parses what was kept
             texts.append(tracker.text)
-    return (b"".join(written), kinds, texts, tracker.text, tracker.chunks, tracker.usage,
-            tracker.model)  # fmt: skip
+    kinds += [tracker.feed(event) for event in decoder.flush()]
+    return (b"".join(written), kinds, texts, at_done, tracker.text, tracker.chunks,
+            tracker.usage, tracker.model)  # fmt: skip
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -378,3 +382,76 @@ def test_both_paths_parse_kept_chunks_at_the_same_marks(last: bytes) -> None:
     assert got[True] == got[False]
     if last:
         assert got[True][1] is not None and got[True][1].output_tokens == 1
+
+
+# Streams built to break the fast path (from a review's fuzzer): JSON that holds the block
+# join or "usage" in its strings, escaped keys, odd line ends and field lines, blocks cut
+# anywhere, reads ending on block boundaries.
+CONTENTS = ["a", "}\n\ndata: {", '"usage":null}', '"usage"', "\\", "\r", "é", "\u2028", "",
+            "x" * 50, "data: {", '\\"usage\\":null}']  # fmt: skip
+ODD_DATAS = [
+    b'{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}',
+    b'{"choices":[{"delta":{"content":"u"}}],"usage":{"prompt_tokens":7,"completion_tokens":1}}',
+    b'{"choices":[],"\\u0075sage":{"prompt_tokens":9,"completion_tokens":9}}',
+    b'{"usage":null,"choices":[{"delta":{"content":"z"}}]}',
+    b'{"choices":[{"delta":{"content":"q"}}],"usage":null,"usage":null}',
+    b'{"choices":[{"delta":{"content":"bad\xff\xfe"}}],"usage":null}',
+    b'{"choices":[{"delta":{"content":"\xe2\x82"}}],"usage":null}',
+    b"{}", b"{{}", b"{}}", b'{"choices":{}}', b'{"x":{"choices":[1]},"usage":null}',
+    b'{"choices":[{"text":"legacy"}],"usage":null}',
+    b'{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\\"a\\":1}"}}]}}],'
+    b'"usage":null}',
+    b'{"choices":[],"usage":null}',
+    b'{"model":"late","choices":[{"delta":{"content":"L"}}],"usage":null}',
+    b"[DONE]", b"{not json}", b'{"choices":[{"delta":{"content":"sp"}}],"usage":null} ',
+]  # fmt: skip
+ENDS = [b"\n\n"] * 12 + [b"\r\n\r\n", b"\r\r", b"\n\r\n", b"\r\n\n", b"\n\n\n", b"\n\r"]
+STARTS = [b"data: "] * 10 + [b"data:", b"\n", b"event: x\ndata: ", b": c\ndata: ", b"\r\ndata: "]
+OTHER_BLOCKS = [b"data: [DONE]\n\n", b": ping\n\n", b'event: error\ndata: {"error":1}\n\n',
+                b"id: 3\n\n", b'data: {"a":1}\ndata: {"b":2}\n\n', b"retry: 5\n\n"]  # fmt: skip
+
+
+def adversarial_block(rng: random.Random) -> bytes:
+    if rng.random() >= 0.85:
+        return rng.choice(OTHER_BLOCKS)
+    if rng.random() < 0.5:
+        chunk = {"id": "c", "choices": [{"index": 0, "delta": {"content": rng.choice(CONTENTS)}}]}
+        model = rng.choice(["gpt-x", "gpt-x", None, ""])
+        if model is not None:
+            chunk = {"id": "c", "model": model, "choices": chunk["choices"]}
+        if rng.random() < 0.67:
+            chunk["usage"] = None
+        data = orjson.dumps(chunk)
+    else:
+        data = rng.choice(ODD_DATAS)
+    return rng.choice(STARTS) + data + rng.choice(ENDS)
+
+
+def adversarial_reads(data: bytes, rng: random.Random) -> list[bytes]:
+    if rng.random() < 0.15:
+        return [data]
+    reads, pos = [], 0
+    at_block_ends = rng.random() < 0.2
+    while pos < len(data):
+        if at_block_ends:
+            end = data.find(b"\n\n", pos + rng.randint(0, 300))
+            end = len(data) if end < 0 else end + 2
+        else:
+            end = pos + rng.choice((1, 2, 3, 5, 13, 60, 150, 400, 2000))
+        reads.append(data[pos:end])
+        pos = end
+    return reads
+
+
+@pytest.mark.parametrize("group", range(10))
+def test_adversarial_streams_relay_the_same_both_ways(group: int) -> None:
+    for seed in range(group * 60, group * 60 + 60):
+        rng = random.Random(seed)
+        stream = b"".join(adversarial_block(rng) for _ in range(rng.randint(1, 40)))
+        reads = adversarial_reads(stream, rng)
+        assert decode_both_ways(reads, True) == decode_both_ways(reads, False), seed
+        strip = rng.random() < 0.7
+        state = rng.getstate()
+        fast = relay(reads, strip, True, rng)
+        rng.setstate(state)  # the same truncates on both sides
+        assert fast == relay(reads, strip, False, rng), seed
