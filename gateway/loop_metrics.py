@@ -14,7 +14,7 @@ import math
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import (
@@ -31,6 +31,8 @@ _Child = TypeVar("_Child")
 
 class _Family(Generic[_Child]):
     """A metric and its children by label values; registered on ``registry``."""
+
+    _kind: Any  # the prometheus-client family it collects as (name, doc, labels=...)
 
     def __init__(
         self, name: str, doc: str, labelnames: Sequence[str], registry: CollectorRegistry
@@ -72,7 +74,7 @@ class _Family(Generic[_Child]):
         return [family]
 
     def _family(self) -> Metric:
-        raise NotImplementedError
+        return self._kind(self.name, self.doc, labels=self.labelnames)  # type: ignore[no-any-return]
 
     def _add(self, family: Metric, values: tuple[str, ...], child: _Child) -> None:
         raise NotImplementedError
@@ -92,14 +94,13 @@ class CounterValue:
 
 
 class LoopCounter(_Family[CounterValue]):
+    _kind = CounterMetricFamily
+
     def _new_child(self) -> CounterValue:
         return CounterValue()
 
     def inc(self, amount: float = 1) -> None:
         self._only().inc(amount)
-
-    def _family(self) -> Metric:
-        return CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
 
     def _add(self, family: Metric, values: tuple[str, ...], child: CounterValue) -> None:
         assert isinstance(family, CounterMetricFamily)
@@ -123,6 +124,8 @@ class GaugeValue:
 
 
 class LoopGauge(_Family[GaugeValue]):
+    _kind = GaugeMetricFamily
+
     def _new_child(self) -> GaugeValue:
         return GaugeValue()
 
@@ -134,9 +137,6 @@ class LoopGauge(_Family[GaugeValue]):
 
     def set(self, value: float) -> None:
         self._only().set(value)
-
-    def _family(self) -> Metric:
-        return GaugeMetricFamily(self.name, self.doc, labels=self.labelnames)
 
     def _add(self, family: Metric, values: tuple[str, ...], child: GaugeValue) -> None:
         assert isinstance(family, GaugeMetricFamily)
@@ -158,6 +158,8 @@ class HistogramValue:
 
 
 class LoopHistogram(_Family[HistogramValue]):
+    _kind = HistogramMetricFamily
+
     def __init__(
         self,
         name: str,
@@ -179,9 +181,6 @@ class LoopHistogram(_Family[HistogramValue]):
 
     def observe(self, value: float) -> None:
         self._only().observe(value)
-
-    def _family(self) -> Metric:
-        return HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
 
     def _add(self, family: Metric, values: tuple[str, ...], child: HistogramValue) -> None:
         assert isinstance(family, HistogramMetricFamily)

@@ -118,11 +118,9 @@ class SSEDecoder:
             end += len(buf) - len(chunk)
         else:
             buf = chunk
-        inners, whole = _plain_inners(buf, end)
+        inners, end = _plain_inners(buf, end)
         if not inners:
             return None
-        if not whole:
-            end = sum(map(len, inners)) + PLAIN_FRAME * len(inners)
         run = buf[:end] if end < len(buf) else buf
         self._reset()
         rest = buf[end:]
@@ -209,18 +207,17 @@ class SSEDecoder:
         self._suffix = b""
 
 
-def _plain_inners(buf: bytes, end: int) -> tuple[list[bytes], bool]:
+def _plain_inners(buf: bytes, end: int) -> tuple[list[bytes], int]:
     """The inner parts of the plain blocks at the start of ``buf[:end]`` (which ends with a
-    blank line), and whether they are all of it. Split where two blocks meet as plain blocks
+    blank line), and where the last of them ends. Split where two blocks meet as plain blocks
     do (``}\\n\\ndata: {``), the pieces joined must hold no line end: then the line ends
     are exactly the joins' and the last two, so every block is one ``data: {...}`` line.
 
     Checked with scans in C (``x in bytes`` with a bytes ``x`` first tries it as an int and
     clears the error: slower than a scan, per piece, so the pieces are checked joined)."""
     if not buf.startswith(_PLAIN_START):
-        return [], False
-    whole = buf[end - 3] == _CLOSE
-    if not whole:  # the last block is something else: a stream's [DONE] (often after a
+        return [], 0
+    if buf[end - 3] != _CLOSE:  # the last block is something else: a stream's [DONE] (often after a
         # long run, when the upstream outpaces the reader), a comment... Try up to the last
         # block that ends like a plain one.
         end = buf.rfind(_PLAIN_END, 0, end) + len(_PLAIN_END)
@@ -228,7 +225,7 @@ def _plain_inners(buf: bytes, end: int) -> tuple[list[bytes], bool]:
         inners = buf[7 : end - 3].split(_PLAIN_JOIN)
         joined = b"".join(inners)
         if _LF not in joined and _CR not in joined:
-            return inners, whole
+            return inners, end
     # A block that is not plain, before the end: the plain ones are the blocks before it,
     # split as blocks, each a single "{...}" line (rare, so a loop in Python).
     inners = []
@@ -236,7 +233,7 @@ def _plain_inners(buf: bytes, end: int) -> tuple[list[bytes], bool]:
         if not (data[:1] == b"{" and data[-1:] == b"}" and _LF not in data and _CR not in data):
             break
         inners.append(data[1:-1])
-    return inners, False
+    return inners, sum(map(len, inners)) + PLAIN_FRAME * len(inners)
 
 
 def plain_events(inners: list[bytes]) -> list[SSEEvent]:
