@@ -6,8 +6,9 @@ Run it in a process pinned to the load generator's core (``bench.run`` pins itse
   new keep-alive connection is opened when none is idle), so a slow server meets a queue
   instead of a politely waiting client. Latency runs from the actual send to the last body
   byte; ``lag`` (actual send minus scheduled send) shows the generator kept its schedule.
-* ``stream_ttfc`` and ``stream_relay``: an aiohttp client that counts ``data:`` events as
-  they arrive: time to the first one, and events per second over whole streams.
+* ``run_streams``: streams back to back on keep-alive connections
+  (``bench/streamclient.py``), counting ``data:`` events as they arrive: time to the first
+  one, and events per second over whole streams.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import aiohttp
+from bench.streamclient import StreamConnection, StreamSample
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -157,45 +158,6 @@ async def open_loop(
 
 
 @dataclass
-class StreamSample:
-    status: int
-    ttfc: float  # seconds from send to the first ``data:`` event
-    first_to_last: float  # seconds from the first event to the end of the stream
-    events: int
-    done: bool  # saw ``data: [DONE]``
-    cost_comment: bool  # saw Tollgate's ``: x-usage-cost`` comment
-
-
-async def stream_once(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
-) -> StreamSample:
-    t0 = time.perf_counter()
-    first = 0.0
-    events = 0
-    carry = b""  # shorter than b"data: ", so no event is counted twice
-    tail = b""
-    async with session.post(url, data=body, headers=headers) as r:
-        async for chunk in r.content.iter_any():
-            buf = carry + chunk
-            n = buf.count(b"data: ")
-            if n and not events:
-                first = time.perf_counter()
-            events += n
-            carry = buf[-5:]
-            tail = (tail + chunk)[-256:]
-        end = time.perf_counter()
-        status = r.status
-    return StreamSample(
-        status=status,
-        ttfc=(first or end) - t0,
-        first_to_last=end - (first or end),
-        events=events,
-        done=b"data: [DONE]" in tail,
-        cost_comment=b": x-usage-cost " in tail,
-    )
-
-
-@dataclass
 class StreamResult:
     streams: int
     concurrency: int
@@ -231,18 +193,24 @@ async def run_streams(
     }
     expected = chunks + 3  # role chunk, content chunks, finish chunk, [DONE]
     samples: list[StreamSample] = []
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        await stream_once(session, url, body, h)  # warm the connection(s) and the upstream
-        t0 = time.perf_counter()
-        deadline = t0 + seconds
+    warm = await StreamConnection.open(url, body, h)
+    await warm.stream()  # warm the upstream (and the gateway's route to it)
+    warm.close()
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
 
-        async def worker() -> None:
+    async def worker() -> None:
+        conn = await StreamConnection.open(url, body, h)
+        try:
             while time.perf_counter() < deadline or len(samples) < min_streams:
-                samples.append(await stream_once(session, url, body, h))
+                if conn.transport is None or conn.transport.is_closing():
+                    conn = await StreamConnection.open(url, body, h)
+                samples.append(await conn.stream())
+        finally:
+            conn.close()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - t0
     events = sum(s.events for s in samples)
     ttfc = [s.ttfc * 1000 for s in samples]
     bad = sum(1 for s in samples if s.status != 200 or not s.done or s.events != expected)
