@@ -82,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         help="measure gateway/ and pricing/ as committed at this git revision (a clean export, "
         "untouched by uncommitted edits); default: the working tree",
     )
+    parser.add_argument(
+        "--redis-core",
+        choices=("gateway", "load"),
+        default="load",
+        help="where Redis runs: on the load core (default) or on the gateway's core, where "
+        "Tollgate pays for its Redis but every request crosses it twice more",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
     args = parser.parse_args(argv)
 
@@ -111,15 +118,19 @@ def main(argv: list[str] | None = None) -> int:
         "plan": asdict(plan),
         "body_bytes": len(BODY),
         "upstream_latency_ms": args.upstream_latency_ms,
+        "redis_core": args.redis_core,
     }
+    redis_cpus = gw_cpus if args.redis_core == "gateway" else load_cpus
     result["pinning"] = (
         [
             f"Tollgate (1 worker) and the bare pass-through: `taskset -c {gw_cpus}` "
             "(only one of them is under load at a time).",
             f"Load generators (wrk -t1, and this runner's asyncio open-loop and streaming "
-            f"clients), the upstream, Redis and py-spy: `taskset -c {load_cpus}`.",
+            f"clients), the upstream and py-spy: `taskset -c {load_cpus}`.",
+            f"Redis: `taskset -c {redis_cpus}` (--redis-core {args.redis_core}).",
             f"Tollgate with 2 workers: `taskset -c {all_cpus}` (both cores), so it shares "
-            f"core {load_cpus} with the load generator, the upstream and Redis.",
+            f"core {load_cpus} with the load generator and the upstream"
+            + (" and Redis." if redis_cpus == load_cpus else "."),
         ]
         if gw_cpus
         else ["Single CPU: nothing pinned; every figure shares the one core."]
@@ -151,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"two CPU-bound processes on two cores do {scaling:.2f}x the work of one")
     log(f"scratch directory {scratch}; pinning: gateway -> {gw_cpus}, load -> {load_cpus}")
     try:
-        redis, redis_url = stack.start_redis(scratch, load_cpus)
+        redis, redis_url = stack.start_redis(scratch, redis_cpus)
         bench.procs.append(redis)
         import redis as redis_py
 

@@ -98,7 +98,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         ]
     else:  # a run from before bench.workers
         two, notes = phases, []
-    bound = two_worker_bound(c)
+    bound = two_worker_bound(c, r.get("redis_core", "load") == "gateway")
     if bound is not None:
         notes.append(
             f"the box's bound from the 1-worker figures, 2g/(g + o): {bound[0]:.2f}x, with "
@@ -114,21 +114,26 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     return out
 
 
-def two_worker_bound(c: dict[str, Any]) -> tuple[float, float, float] | None:
+def two_worker_bound(
+    c: dict[str, Any], redis_with_gateway: bool
+) -> tuple[float, float, float] | None:
     """What two workers can gain over one when everything shares the box's two cores.
 
-    One worker is bound by its own core: 1/g requests a second, with g its CPU per request.
-    Two workers share both cores with the upstream, Redis and wrk, which spend o per request:
-    at most 2/(g + o). So the ratio is at most 2g/(g + o), if a request costs two workers
-    what it costs one (from the 1-worker run's figures; run to run, g moves by ~10%).
-    Returns (bound, g, o), or None when a figure is missing.
+    One worker is bound by its own core: 1/g requests a second, with g the CPU per request of
+    what runs on that core (the worker, and Redis when it is pinned there). Two workers share
+    both cores with the rest (the upstream and wrk, and Redis when it runs on the load core),
+    which spends o per request: at most 2/(g + o). So the ratio is at most 2g/(g + o), if a
+    request costs two workers what it costs one (from the 1-worker run's figures; run to run,
+    g moves by ~10%). Returns (bound, g, o), or None when a figure is missing.
     """
     used = get(c, "tollgate-1w", "cpu_us_per_request") or {}
     g = sum(v for k, v in used.items() if k.startswith("tollgate"))
-    others = [used.get(name) for name in ("upstream", "redis", "wrk")]
-    if not g or any(v is None for v in others):
+    own = ("redis",) if redis_with_gateway else ()
+    rest = ("upstream", "wrk") if redis_with_gateway else ("upstream", "redis", "wrk")
+    if not g or any(used.get(name) is None for name in (*own, *rest)):
         return None
-    o = sum(v for v in others if v is not None)
+    g += sum(used[name] for name in own)
+    o = sum(used[name] for name in rest)
     return 2 * g / (g + o), g, o
 
 
