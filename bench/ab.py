@@ -28,13 +28,17 @@ from bench.wrk import run_wrk
 GATEWAY_CPU, LOAD_CPU = "0", "1"
 
 
-def relay_trial(url: str, key: str, streams: int, seconds: float) -> tuple[float, int]:
+def relay_trial(
+    url: str, key: str, streams: int, seconds: float, chunks: int | None = None
+) -> tuple[float, int]:
     """Chunks per second and chunks relayed, every stream checked."""
+    kind = dict(KINDS["relay_1" if streams == 1 else "relay_16"])
+    if chunks:
+        kind["chunks"] = chunks
     r = run_async(
         loadgen.run_streams(
             url + PATH, STREAM_BODY, {"Authorization": f"Bearer {key}"},
-            chunk_delay_ms=0.0, seconds=seconds, expect_cost=True,
-            **KINDS["relay_1" if streams == 1 else "relay_16"],
+            chunk_delay_ms=0.0, seconds=seconds, expect_cost=True, **kind,
         )
     )  # fmt: skip
     if r.bad or r.missing_cost:
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("rev", help="A: a git revision")
     p.add_argument("--against", help="B: a git revision (default: the working tree)")
     p.add_argument("--streams", type=int, choices=(1, 16), default=16, help="concurrent streams")
+    p.add_argument("--chunks", type=int, help="chunks per stream (default: as bench.relay)")
     p.add_argument("--wrk", action="store_true", help="throughput at 32 connections instead")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--seconds", type=float, default=2.0)
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 what, unit = f"chunks/s at {args.streams} stream(s)", "chunk"
 
                 def trial(url: str, key: str) -> tuple[float, int]:
-                    return relay_trial(url, key, args.streams, args.seconds)
+                    return relay_trial(url, key, args.streams, args.seconds, args.chunks)
 
             for name in gateways:  # warm up
                 trial(gateways[name][1], key)

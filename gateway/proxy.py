@@ -36,7 +36,7 @@ from gateway.settings import Settings
 from gateway.settler import Call, Settler
 from gateway.sse import SSEBufferOverflow, SSEDecoder, comment
 from gateway.tokens import TokenCounter
-from gateway.tracking import partial_usage
+from gateway.tracking import KeptBudget, partial_usage
 from gateway.usage import EventKind
 from gateway.wallet import Limits, Refusal, Wallet
 from pricing import Usage, compute_cost, format_usd
@@ -81,6 +81,7 @@ class Proxy:
         self._metrics = metrics
         self._endpoints = endpoints
         self._settler = Settler(settings=settings, wallet=wallet, metrics=metrics)
+        self._kept = KeptBudget()  # what this process's stream trackers keep unparsed
 
     async def renew_leases(self) -> int:
         return await self._settler.renew_leases()
@@ -266,7 +267,7 @@ class Proxy:
             status=upstream.status, headers=self._response_headers(call, upstream)
         )
         decoder = SSEDecoder()
-        tracker = call.endpoint.new_tracker()
+        tracker = call.endpoint.new_tracker(self._kept)
         strip = not client_wants_usage
         endpoint = call.endpoint
         rewrite = endpoint.rewrite_event
@@ -323,6 +324,7 @@ class Proxy:
                 source = "partial"
             raise
         finally:
+            tracker.release()
             if not call.settled:
                 call.upstream_seconds = time.perf_counter() - t0
                 cost = await self._settle_stream(call, tracker, source)

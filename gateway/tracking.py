@@ -11,6 +11,25 @@ from gateway.sse import SSEEvent
 from pricing import Usage
 
 
+class KeptBudget:
+    """The bytes that one process's stream trackers keep unparsed (see
+    ``OpenAIStreamTracker``), and how many they may keep in all.
+
+    A tracker parses what it kept once that passes its own ``LAZY_LIMIT`` only while the
+    process keeps more than ``limit`` in all, or once it passes ``ceiling`` by itself: so a
+    long stream is not parsed for nothing (its usage usually comes, and then its text is never
+    read) while memory stays bounded across streams."""
+
+    def __init__(self, limit: int = 32 * 1024 * 1024, ceiling: int = 4 * 1024 * 1024) -> None:
+        self.limit = limit
+        self.ceiling = ceiling
+        self.used = 0
+
+    def tight(self, kept: int) -> bool:
+        """Whether a tracker keeping ``kept`` bytes (past its LAZY_LIMIT) should parse them."""
+        return kept > self.ceiling or self.used > self.limit
+
+
 @dataclass(frozen=True, slots=True)
 class TrackerMark:
     text_length: int
@@ -42,6 +61,9 @@ class TextTracker:
         """Take plain ``data:`` events from the start of a run where that is the same as
         feeding each (see ``OpenAIStreamTracker``); returns how many. This base takes none."""
         return 0
+
+    def release(self) -> None:
+        """The stream is over: stop counting what this tracker keeps in its process's budget."""
 
     def mark(self) -> TrackerMark:
         """Remember what has been recorded so far, to ``truncate`` back to it."""

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.sse import PLAIN_FRAME, SSEEvent
-from gateway.tracking import TextTracker, TrackerMark
+from gateway.tracking import KeptBudget, TextTracker, TrackerMark
 from pricing.usage import Usage
 
 __all__ = [
@@ -87,7 +87,8 @@ class OpenAIStreamTracker(TextTracker):
     ordinary chunk, written as OpenAI writes it (``"choices":[``, and no ``"usage"`` or only
     a last ``"usage":null``), is kept unparsed until ``text`` or ``chunks`` is read, or until
     more than ``LAZY_LIMIT`` bytes (of the blocks they came in) wait at a
-    ``mark``. Anything else is parsed at once, after the kept chunks, so the text stays in
+    ``mark`` (with a ``budget``: and the process's trackers keep too much in all, see
+    ``KeptBudget``). Anything else is parsed at once, after the kept chunks, so the text stays in
     stream order. Marks count kept chunks, and parsing
     records where each one ended, so ``truncate`` cuts at the same place either way.
     """
@@ -95,8 +96,9 @@ class OpenAIStreamTracker(TextTracker):
     LAZY_LIMIT = 256 * 1024
     lazy = True  # False: parse every chunk at once (the reference the tests compare with)
 
-    def __init__(self) -> None:
+    def __init__(self, budget: KeptBudget | None = None) -> None:
         super().__init__()
+        self.budget = budget
         self.model: str | None = None
         self._chunks = 0
         # Chunks not parsed yet, in stream order: a chunk's data (str) kept by feed, or a run
@@ -126,9 +128,21 @@ class OpenAIStreamTracker(TextTracker):
         return super().text
 
     def mark(self) -> TrackerMark:
-        if self._kept_size > self.LAZY_LIMIT:
+        kept = self._kept_size
+        if kept > self.LAZY_LIMIT and (self.budget is None or self.budget.tight(kept)):
             self._parse_kept()
         return super().mark()
+
+    def release(self) -> None:
+        budget, self.budget = self.budget, None
+        if budget is not None:
+            budget.used -= self._kept_size
+
+    def _resize(self, size: int) -> None:
+        """Set ``_kept_size``, and the budget's count with it."""
+        if self.budget is not None:
+            self.budget.used += size - self._kept_size
+        self._kept_size = size
 
     def snapshot(self) -> Any:
         return self._chunks, self._lazy, len(self._text_ends), self._usage_after
@@ -148,7 +162,7 @@ class OpenAIStreamTracker(TextTracker):
         if lazy <= len(self._text_ends):
             self._kept.clear()
             self._kept_sizes.clear()
-            self._kept_size = 0
+            self._resize(0)
         self._lazy = lazy  # those parsed since the mark are cut, those kept since are gone
         if self._text_length > text_length:
             kept = TextTracker.text.fget(self)[:text_length]  # type: ignore[attr-defined]
@@ -178,7 +192,7 @@ class OpenAIStreamTracker(TextTracker):
         ):
             self._kept.append(data)
             self._kept_sizes.append(len(event.raw))
-            self._kept_size += len(event.raw)
+            self._resize(self._kept_size + len(event.raw))
             self._lazy += 1
             return EventKind.CHUNK
         try:
@@ -222,7 +236,7 @@ class OpenAIStreamTracker(TextTracker):
         if rest:
             self._kept.append(run if end - start == len(run) else run[start:end])
             self._kept_sizes.append(end - start)
-            self._kept_size += end - start
+            self._resize(self._kept_size + end - start)
             self._lazy += len(rest)
         return first + len(rest)
 
@@ -235,7 +249,7 @@ class OpenAIStreamTracker(TextTracker):
             count -= 1 if isinstance(item, str) else len(_run_datas(item))
             items += 1
         del self._kept[items:], self._kept_sizes[items:]
-        self._kept_size = sum(self._kept_sizes)
+        self._resize(sum(self._kept_sizes))
 
     def _parse_kept(self) -> None:
         kept = self._kept
@@ -243,7 +257,7 @@ class OpenAIStreamTracker(TextTracker):
             return
         self._kept = []
         self._kept_sizes = []
-        self._kept_size = 0
+        self._resize(0)
         text_ends, chunk_ends = self._text_ends, self._chunk_ends
         usage_after, newer = self._usage_after, self.usage
         self._usage_after = None

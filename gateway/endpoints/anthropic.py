@@ -18,7 +18,7 @@ from gateway import errors
 from gateway.endpoints.base import Endpoint, ParsedRequest, StreamTracker, positive_int
 from gateway.sse import SSEEvent
 from gateway.tokens import TokenCounter
-from gateway.tracking import TextTracker, body_json, count, event_json
+from gateway.tracking import KeptBudget, TextTracker, body_json, count, event_json
 from gateway.usage import EventKind
 from pricing import ModelPrice, Usage
 
@@ -188,7 +188,7 @@ class Messages(Endpoint):
                     parts.append(str(block["input"]))
         return "".join(parts)
 
-    def new_tracker(self) -> StreamTracker:
+    def new_tracker(self, budget: KeptBudget | None = None) -> StreamTracker:
         return AnthropicStreamTracker()
 
 

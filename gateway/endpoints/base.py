@@ -12,6 +12,7 @@ from gateway import errors
 from gateway.httpjson import parse_object
 from gateway.sse import SSEEvent
 from gateway.tokens import TokenCounter
+from gateway.tracking import KeptBudget
 from gateway.usage import EventKind
 from pricing import ModelPrice, Usage
 
@@ -41,6 +42,8 @@ class StreamTracker(Protocol):
     def mark(self) -> Any: ...
 
     def truncate(self, mark: Any) -> None: ...
+
+    def release(self) -> None: ...
 
 
 def positive_int(value: object) -> int | None:
@@ -144,7 +147,8 @@ class Endpoint:
         """The ``usage_source`` recorded when ``estimate`` stood in for the upstream's usage."""
         return "estimated"
 
-    def new_tracker(self) -> StreamTracker:
+    def new_tracker(self, budget: KeptBudget | None = None) -> StreamTracker:
+        """A tracker for one stream; ``budget``: the process's, for what trackers keep."""
         raise NotImplementedError
 
     def rewrite_event(self, raw: bytes, kind: EventKind, strip_usage: bool) -> bytes:

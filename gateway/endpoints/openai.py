@@ -8,6 +8,7 @@ import orjson
 
 from gateway.endpoints.base import Endpoint, ParsedRequest, StreamTracker, positive_int
 from gateway.tokens import TokenCounter
+from gateway.tracking import KeptBudget
 from gateway.usage import EventKind, OpenAIStreamTracker, usage_from_openai_body
 from pricing import ModelPrice, Usage
 
@@ -48,8 +49,8 @@ class ChatCompletions(Endpoint):
                     parts.append(choice["text"])
         return "".join(parts)
 
-    def new_tracker(self) -> StreamTracker:
-        return OpenAIStreamTracker()
+    def new_tracker(self, budget: KeptBudget | None = None) -> StreamTracker:
+        return OpenAIStreamTracker(budget)
 
     def rewrite_event(self, raw: bytes, kind: EventKind, strip_usage: bool) -> bytes:
         """Undo what forcing ``include_usage`` added to an ordinary chunk: ``"usage":null``."""

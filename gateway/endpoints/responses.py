@@ -14,7 +14,7 @@ from typing import Any
 from gateway import errors
 from gateway.endpoints.base import Endpoint, ParsedRequest, StreamTracker
 from gateway.sse import SSEEvent
-from gateway.tracking import TextTracker, body_json, count, event_json
+from gateway.tracking import KeptBudget, TextTracker, body_json, count, event_json
 from gateway.usage import EventKind
 from pricing import Usage
 
@@ -112,5 +112,5 @@ class Responses(Endpoint):
         doc = body_json(data)
         return _output_text(doc.get("output")) if doc is not None else ""
 
-    def new_tracker(self) -> StreamTracker:
+    def new_tracker(self, budget: KeptBudget | None = None) -> StreamTracker:
         return ResponsesStreamTracker()

@@ -11,7 +11,7 @@ import orjson
 from gateway.endpoints.openai import ChatCompletions
 from gateway.relay_read import take
 from gateway.sse import SSEDecoder, SSEEvent, plain_events
-from gateway.tracking import TrackerMark
+from gateway.tracking import KeptBudget, TrackerMark
 from gateway.usage import EventKind, OpenAIStreamTracker
 
 
@@ -61,7 +61,10 @@ def relay(reads: list[bytes], strip: bool, fast: bool, rng: random.Random) -> tu
     """What the proxy's loop does with each read (fast: with plain runs), plus marks and
     truncates at random, as a client that goes away makes it. Returns everything observable."""
     endpoint = ChatCompletions()
-    decoder, tracker = SSEDecoder(), OpenAIStreamTracker()
+    # No budget: parse past LAZY_LIMIT; a roomy one: never; a full one: past LAZY_LIMIT; one
+    # with a small ceiling: past the larger of the two.
+    budget = rng.choice([None, KeptBudget(10**9, 10**9), KeptBudget(0), KeptBudget(10**9, 700)])
+    decoder, tracker = SSEDecoder(), OpenAIStreamTracker(budget)
     tracker.LAZY_LIMIT = rng.choice([10**9, 500, 50])
     written: list[bytes] = []
     kinds: list[EventKind] = []
@@ -88,6 +91,7 @@ def relay(reads: list[bytes], strip: bool, fast: bool, rng: random.Random) -> tu
             out.append(endpoint.rewrite_event(event.raw, kind, strip))
         assert tracker._kept_size == sum(tracker._kept_sizes)
         assert len(tracker._kept_sizes) == len(tracker._kept)
+        assert budget is None or budget.used == tracker._kept_size
         marks.append(mark)  # marks[i] was taken just before written[i]
         if rng.random() < 0.1:  # this read never reached the client: forget it (or more)
             index = len(marks) - 1 if rng.random() < 0.7 else rng.randrange(len(marks))
@@ -98,5 +102,8 @@ def relay(reads: list[bytes], strip: bool, fast: bool, rng: random.Random) -> tu
         if rng.random() < 0.1:  # reading the text in between parses what was kept
             texts.append(tracker.text)
     kinds += [tracker.feed(event) for event in decoder.flush()]
+    assert budget is None or budget.used == tracker._kept_size
+    tracker.release()
+    assert budget is None or budget.used == 0
     return (b"".join(written), kinds, texts, at_done, tracker.text, tracker.chunks,
             tracker.usage, tracker.model)  # fmt: skip
