@@ -82,7 +82,6 @@ class Proxy:
         self._endpoints = endpoints
         self._settler = Settler(settings=settings, wallet=wallet, metrics=metrics)
         self._kept = KeptBudget()  # what this process's stream trackers keep unparsed
-        self._forwarding = 0  # requests of this process between admission and their end
 
     async def renew_leases(self) -> int:
         return await self._settler.renew_leases()
@@ -104,11 +103,9 @@ class Proxy:
             self._metrics.rejections.labels(exc.code).inc()
             raise
         self._metrics.in_flight.inc()
-        self._forwarding += 1
         try:
             return await self._forward(request, call)
         finally:
-            self._forwarding -= 1
             self._metrics.in_flight.dec()
             if not call.settled:  # nothing reached the client: release the hold, charge 0
                 await self._settler.settle(
@@ -354,12 +351,9 @@ class Proxy:
         the answer does not wait for Redis's reply: the settle finishes in its own task, and
         this process's reads of the wallet wait for it. The balance is then the admission's
         view of it less this charge (exact unless other requests of the account overlapped)."""
-        # Another request under way will soon call Redis too: a settle nobody waits on may
-        # wait for it (gateway.fastredis.LINGER). Alone, it goes now, so that it is done
-        # before this client's next request is admitted.
-        busy = self._forwarding > 1
-        settling = self._settler.start(call, usage, status=status, source=source,
-                                       http_status=http_status, linger=busy)  # fmt: skip
+        settling = self._settler.start(
+            call, usage, status=status, source=source, http_status=http_status
+        )
         admission = call.admission
         if settling.certain and admission is not None:
             return settling.cost, admission.available + admission.hold - settling.cost

@@ -102,18 +102,10 @@ class Settler:
                           "requests are unbilled: see the log above", len(left))  # fmt: skip
 
     def start(
-        self,
-        call: Call,
-        usage: Usage | None,
-        *,
-        status: str,
-        source: str,
-        http_status: int,
-        linger: bool = False,
+        self, call: Call, usage: Usage | None, *, status: str, source: str, http_status: int
     ) -> Settling:
         """Start charging and releasing: the settle runs as its own task (it survives the
-        handler's cancellation), and the caller decides whether to wait for Redis's reply.
-        ``linger``: when nobody waits on the reply, it may wait to leave with the next call."""
+        handler's cancellation), and the caller decides whether to wait for Redis's reply."""
         call.settled = True
         self._leases.pop(call.request_id, None)
         cost = compute_cost(usage, call.price) if usage is not None else 0
@@ -151,7 +143,7 @@ class Settler:
             record_ttl=self._settings.record_ttl,
             record=record,
             policy=call.caller.account.hold_policy,
-            linger=linger and certain,
+            linger=certain,  # nobody waits on its reply
         )
         task = self._track(asyncio.ensure_future(
             self._run(call, usage, cost, attempt, http_status, source)

@@ -9,21 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry
 
 from gateway.accounts import Directory
-from gateway.app import create_app
 from gateway.fastredis import FastScripts
-from gateway.rediskeys import AccountKeys
 from gateway.scripts import all_sources
-from gateway.tokens import TokenCounter
 from gateway.wallet import Admission, Limits, Wallet
-from pricing import parse_pricing
-from tests.integration.conftest import ADMIN_SHA, PRICING, Gateway, make_settings
-from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import RedisServer
 
 INCR = {"incr": "return redis.call('INCR', KEYS[1])"}
@@ -113,44 +105,6 @@ async def test_a_read_of_the_wallet_does_not_wait_for_a_lingering_settle(
         view = await asyncio.wait_for(wallet.view(account), 5)
         assert (view.balance, view.held, view.charges) == (1_000_000 - 123_456, 0, 123_456)
         assert settle.done()
-    finally:
-        await scripts.aclose()
-        await redis.aclose()
-
-
-async def test_the_settle_of_a_request_alone_does_not_linger(
-    aiohttp_server: Any,
-    upstream: FakeUpstream,
-    redis_server: RedisServer,
-    tmp_path: Any,
-    counter: TokenCounter,
-) -> None:
-    """With no other request under way nothing would come to take it along: the settle goes
-    at once, done before the client's next request is admitted (Redis runs it first)."""
-    redis = aioredis.Redis.from_url(redis_server.url)
-    scripts = FastScripts(redis_server.url, all_sources(), timeout=120.0, linger=30.0)
-    app = create_app(make_settings(upstream.base_url, tmp_path), redis=redis,
-                     admin_token_sha256=ADMIN_SHA, registry=CollectorRegistry(),
-                     pricing=parse_pricing(PRICING, source="t"), counter=counter,
-                     scripts=scripts)  # fmt: skip
-    server = await aiohttp_server(app)
-    try:
-        async with aiohttp.ClientSession() as http:
-            gw = Gateway(url=f"http://127.0.0.1:{server.port}", http=http,
-                         registry=CollectorRegistry(), app=app)  # fmt: skip
-            account, key = await gw.account(topup="1.00")
-            body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-            async with http.post(gw.url + "/v1/chat/completions", json=body,
-                                 headers={"Authorization": f"Bearer {key}"}) as r:  # fmt: skip
-                assert r.status == 200
-            charges = None
-            for _ in range(100):  # straight from Redis: no wallet read to hurry it
-                charges = await redis.hget(AccountKeys(account).wallet, "charges")
-                if charges is not None:
-                    break
-                await asyncio.sleep(0.02)
-            assert charges is not None and int(charges) > 0, "the settle lingered"
-            assert (await gw.wallet(account))["held"] == "0.00"
     finally:
         await scripts.aclose()
         await redis.aclose()
