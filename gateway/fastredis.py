@@ -24,11 +24,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.resp import ReplyError, ReplyParser, encode_command
 
-# How long a call nobody waits on (a settle whose answer already went out) may wait, to leave
-# in one write with the next call: Redis then wakes once for both (under steady traffic, a
-# stream's settle and the next request's admission), and runs the second script warm.
-LINGER = 0.002  # seconds
-
 
 class _Protocol(asyncio.Protocol):
     def __init__(self, owner: FastScripts) -> None:
@@ -37,8 +32,6 @@ class _Protocol(asyncio.Protocol):
         self.pending: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self.transport: Any = None  # asyncio's or uvloop's transport (uvloop's is no subclass)
         self.outbox: list[bytes] = []
-        self.flushing: asyncio.Handle | None = None  # the outbox's write, when scheduled
-        self.lingering = False  # that write waits: nothing in the outbox is urgent
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -52,27 +45,7 @@ class _Protocol(asyncio.Protocol):
             if not future.done():
                 future.set_result(reply)
 
-    def schedule(self, loop: asyncio.AbstractEventLoop, linger: float | None) -> None:
-        """Have the outbox written at the end of this loop turn, or ``linger`` seconds later
-        when nothing in it is urgent (``linger`` is not None)."""
-        if self.flushing is None:
-            self.lingering = linger is not None
-            if linger is None:
-                self.flushing = loop.call_soon(self.flush)
-            else:
-                self.flushing = loop.call_later(linger, self.flush)
-        elif self.lingering and linger is None:
-            self.hurry(loop)
-
-    def hurry(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.lingering and self.flushing is not None:
-            self.flushing.cancel()
-            self.lingering = False
-            self.flushing = loop.call_soon(self.flush)
-
     def flush(self) -> None:
-        self.flushing = None
-        self.lingering = False
         data = b"".join(self.outbox)
         self.outbox.clear()
         if self.transport is not None and not self.transport.is_closing():
@@ -94,9 +67,7 @@ class _Protocol(asyncio.Protocol):
 class FastScripts:
     """Runs registered Lua scripts by SHA, loading them on NOSCRIPT."""
 
-    def __init__(
-        self, url: str, sources: dict[str, str], *, timeout: float = 2.0, linger: float = LINGER
-    ) -> None:
+    def __init__(self, url: str, sources: dict[str, str], *, timeout: float = 2.0) -> None:
         options = parse_url(url)  # type: ignore[no-untyped-call]
         self._path: str | None = options.get("path")
         self._host = options.get("host", "127.0.0.1")
@@ -105,8 +76,6 @@ class FastScripts:
         self._password: str | None = options.get("password")
         self._username: str | None = options.get("username")
         self._timeout = timeout
-        # At most a quarter of the timeout: the watchdog counts a call's wait from its issue.
-        self._linger = min(linger, timeout / 4)
         self._sources = sources
         self._shas = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in sources.items()}
         self._proto: _Protocol | None = None
@@ -117,12 +86,9 @@ class FastScripts:
     def supports(url: str) -> bool:
         return url.startswith(("redis://", "unix://"))
 
-    async def call(
-        self, name: str, keys: list[str], args: list[Any], *, linger: bool = False
-    ) -> Any:
+    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         sha = self._shas[name]
-        command = encode_command("EVALSHA", sha, len(keys), *keys, *args)
-        reply = await self._send(command, self._linger if linger else None)
+        reply = await self._send(encode_command("EVALSHA", sha, len(keys), *keys, *args))
         if isinstance(reply, ReplyError) and reply.code == "NOSCRIPT":
             # A restarted or failed-over Redis: load and run once more.
             reply = await self._send(encode_command("EVAL", self._sources[name], len(keys),
@@ -131,20 +97,16 @@ class FastScripts:
             raise ResponseError(str(reply))
         return reply
 
-    def hurry(self) -> None:
-        """Send what lingers now (a read of the wallet waits on the settles in it)."""
-        if self._proto is not None:
-            self._proto.hurry(asyncio.get_running_loop())
-
-    async def _send(self, command: bytes, linger: float | None = None) -> Any:
+    async def _send(self, command: bytes) -> Any:
         proto = self._proto or await self._connect()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         proto.pending.append((time.monotonic(), future))
         # Commands issued in the same loop iteration leave in one write (one syscall): under
         # load many requests admit or settle at once.
+        if not proto.outbox:
+            loop.call_soon(proto.flush)
         proto.outbox.append(command)
-        proto.schedule(loop, linger)
         return await future
 
     async def _connect(self) -> _Protocol:

@@ -23,14 +23,7 @@ def all_sources() -> dict[str, str]:
 
 
 class ScriptCaller(Protocol):
-    async def call(
-        self, name: str, keys: list[str], args: list[Any], *, linger: bool = False
-    ) -> Any:
-        """Run script ``name``. ``linger``: nobody waits on the reply to answer a client, so
-        the call may wait a little to leave with the next one (see ``gateway.fastredis``)."""
-
-    def hurry(self) -> None:
-        """Send what lingers now."""
+    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any: ...
 
 
 class RedisPyScripts:
@@ -39,10 +32,5 @@ class RedisPyScripts:
     def __init__(self, redis: Any) -> None:
         self._scripts = {name: redis.register_script(src) for name, src in all_sources().items()}
 
-    async def call(
-        self, name: str, keys: list[str], args: list[Any], *, linger: bool = False
-    ) -> Any:
+    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self._scripts[name](keys=keys, args=args)
-
-    def hurry(self) -> None:
-        """Nothing waits to be sent here: every call is sent at once."""

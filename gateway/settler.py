@@ -131,7 +131,6 @@ class Settler:
                 "finished_ms": int(time.time() * 1000),
             }).decode(),
         }  # fmt: skip
-        certain = self._certain(call, cost)
         attempt = functools.partial(
             self._wallet.settle,
             call.caller.account.id,
@@ -143,12 +142,12 @@ class Settler:
             record_ttl=self._settings.record_ttl,
             record=record,
             policy=call.caller.account.hold_policy,
-            linger=certain,  # nobody waits on its reply
         )
         task = self._track(asyncio.ensure_future(
             self._run(call, usage, cost, attempt, http_status, source)
         ))  # fmt: skip
         self._wallet.settling(call.caller.account.id, task)
+        certain = self._certain(call, cost)
         if certain:  # the answer goes out now: count it now, as what it will be charged
             call.answered_early = True
             self._observe(call, usage, cost, http_status, source)

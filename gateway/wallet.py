@@ -150,7 +150,6 @@ class Wallet:
         """Wait until the settles of ``account_id`` started in this process have ended."""
         tasks = self._settling.get(account_id)
         if tasks:
-            self._scripts.hurry()
             await asyncio.wait(set(tasks))
 
     async def admit(
@@ -211,10 +210,8 @@ class Wallet:
         record_ttl: int,
         record: Mapping[str, str],
         policy: str = "strict",
-        linger: bool = False,
     ) -> Settlement | None:
-        """Charge ``cost`` and release the hold; idempotent on ``request_id``. ``linger``:
-        the answer does not wait for this, so it may leave with the next script call.
+        """Charge ``cost`` and release the hold; idempotent on ``request_id``.
 
         Under "strict" the charge is cut to what the wallet can pay (``Settlement.shortfall``
         says by how much). Returns None when the request was never admitted (nothing charged).
@@ -230,7 +227,7 @@ class Wallet:
                            limits.key_tpm, limits.account_tpm, record_ttl, policy]  # fmt: skip
         for name, value in record.items():
             args += [name, value]
-        r = (await self._scripts.call("settle_v4", keys, args, linger=linger)).split()
+        r = (await self._scripts.call("settle_v4", keys, args)).split()
         if int(r[0]) == -1:
             return None
         return Settlement(balance=int(r[1]), cost=int(r[2]), replayed=int(r[0]) == 0,
