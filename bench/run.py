@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         "redis_core": args.redis_core,
     }
     redis_cpus = gw_cpus if args.redis_core == "gateway" else load_cpus
+    sharing = "the load generator, the upstream" + (
+        " and Redis" if redis_cpus == load_cpus else " (Redis is on the other core)"
+    )
     result["pinning"] = (
         [
             f"Tollgate (1 worker) and the bare pass-through: `taskset -c {gw_cpus}` "
@@ -129,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             f"clients), the upstream and py-spy: `taskset -c {load_cpus}`.",
             f"Redis: `taskset -c {redis_cpus}` (--redis-core {args.redis_core}).",
             f"Tollgate with 2 workers: `taskset -c {all_cpus}` (both cores), so it shares "
-            f"core {load_cpus} with the load generator and the upstream"
-            + (" and Redis." if redis_cpus == load_cpus else "."),
+            f"core {load_cpus} with {sharing}.",
         ]
         if gw_cpus
         else ["Single CPU: nothing pinned; every figure shares the one core."]

@@ -86,11 +86,10 @@ class OpenAIStreamTracker(TextTracker):
     The text is only needed when a stream ends without its usage (cut or broken), so an
     ordinary chunk, written as OpenAI writes it (``"choices":[``, and no ``"usage"`` or only
     a last ``"usage":null``), is kept unparsed until ``text`` or ``chunks`` is read, or until
-    more than ``LAZY_LIMIT`` bytes (of the blocks they came in) wait at a
-    ``mark`` (with a ``budget``: and the process's trackers keep too much in all, see
-    ``KeptBudget``). Anything else is parsed at once, after the kept chunks, so the text stays in
-    stream order. Marks count kept chunks, and parsing
-    records where each one ended, so ``truncate`` cuts at the same place either way.
+    more than ``LAZY_LIMIT`` bytes (of the blocks they came in) wait at a ``mark`` (with a
+    ``budget``: and the budget is tight, see ``KeptBudget``). Anything else is parsed at once,
+    after the kept chunks, so the text stays in stream order. Marks count kept chunks, and
+    parsing records where each one ended, so ``truncate`` cuts at the same place either way.
     """
 
     LAZY_LIMIT = 256 * 1024
