@@ -148,7 +148,7 @@ class Proxy:
         hold = compute_cost(worst, call.price)
         est_tokens = worst.total_tokens
         t0 = time.perf_counter()
-        result = await self._wallet.admit(
+        admitting = self._wallet.admit(
             call.caller.account.id,
             request_id=call.request_id,
             key_id=call.caller.key.id,
@@ -176,6 +176,14 @@ class Proxy:
                 ).decode()
             },
         )
+        try:
+            result = await admitting
+        except asyncio.CancelledError:
+            # The script may have run, or be on its way: settle the request at no cost in the
+            # background (after the admission, on the same connection), so a hold it placed
+            # is released now and not when it expires. Never admitted: the settle is a no-op.
+            self._settler.start(call, None, status="failed", source="none", http_status=0)
+            raise
         self._metrics.child(self._metrics.redis, "admit").observe(time.perf_counter() - t0)
         if isinstance(result, Refusal):
             call.settled = True  # nothing was held

@@ -203,9 +203,10 @@ class Settler:
                 self._metrics.holds.dec(call.admission.hold / 1e9)
         self._metrics.child(self._metrics.redis, "settle").observe(time.perf_counter() - t0)
         if settlement is None:
-            log.error("settle of %s found no admitted request; nothing charged%s",
-                      call.request_id, " (its answer showed a cost)" if call.answered_early and cost
-                      else "")  # fmt: skip
+            if call.admission is not None or cost:  # else: an admission cancelled before it ran
+                log.error("settle of %s found no admitted request; nothing charged%s",
+                          call.request_id, " (its answer showed a cost)"
+                          if call.answered_early and cost else "")  # fmt: skip
             return 0, None
         if settlement.shortfall and not settlement.replayed:
             self._metrics.shortfall.inc(settlement.shortfall / 1e9)

@@ -4,13 +4,17 @@ must bound what the settle charges, so a strict wallet never ends below zero."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import orjson
+import pytest
 
+from gateway.rediskeys import AccountKeys
 from pricing import parse_usd
 from tests.integration.conftest import Gateway
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.ledger import assert_ledger_identity
 
 
 async def _post(gw: Gateway, key: str, path: str, body: dict[str, Any]) -> tuple[int, bytes, Any]:
@@ -173,3 +177,35 @@ async def test_transcription_rounded_up_seconds_overspend_a_strict_wallet(
     assert headers["X-Usage-Cost"] == "0.0003"
     wallet = await gateway.wallet(account)
     assert wallet["balance"] == "0.00", (headers.get("X-Usage-Cost"), wallet)
+
+
+async def test_a_request_cancelled_during_its_admission_leaves_no_hold(
+    gateway: Gateway, upstream: FakeUpstream, redis: Any
+) -> None:
+    """The client goes away while Redis has its admission script but has not run it yet: the
+    hold it then places is released at once (the review found it waited for hold_ttl)."""
+    info = await redis.info("server")
+    if int(str(info["redis_version"]).split(".")[0]) < 7:
+        pytest.skip("CLIENT PAUSE WRITE pauses scripts only from Redis 7")  # pragma: no cover
+    account, key = await gateway.account(topup="1.00")
+    body = {"model": "gpt-flat", "messages": [{"role": "user", "content": "hi"}]}
+    # One request first: Redis then knows the script, so the paused one is no NOSCRIPT (whose
+    # reload a cancelled call never sends: that admission would never run at all).
+    status, _, headers = await _post(gateway, key, "/v1/chat/completions", body)
+    assert status == 200
+    cost = parse_usd(headers["x-usage-cost"])
+    await redis.execute_command("CLIENT", "PAUSE", 500, "WRITE")  # admissions wait in Redis
+    request = asyncio.create_task(_post(gateway, key, "/v1/chat/completions", body))
+    await asyncio.sleep(0.2)  # authenticated, parsed, its admission sent and waiting
+    request.cancel()  # the client goes: aiohttp cancels the handler mid-admission
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    wallet = await gateway.wallet(account)  # waits for the pause, then for this process's settle
+    assert (wallet["held"], parse_usd(wallet["balance"])) == ("0.00", parse_usd("1.00") - cost)
+    k = AccountKeys(account)
+    assert int(await redis.hget(k.wallet, "held")) == 0  # placed, then released
+    records = [key async for key in redis.scan_iter(match=k.request("*"))]
+    statuses = sorted([await redis.hget(r, "status") for r in records])
+    assert statuses == ["failed", "settled"]  # the cancelled one is on the books, at no cost
+    assert len(upstream.requests) == 1  # the cancelled one was never forwarded
+    await assert_ledger_identity(redis)
