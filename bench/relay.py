@@ -47,26 +47,20 @@ def trial(bench: Bench, t: Target, kind: str, n: int) -> tuple[dict[str, Any], c
     that every trial follows the same thing. Without it the order mattered: in session 5's five
     runs, Tollgate / pass-through at 16 streams averaged 87.5% over the 10 rounds where
     Tollgate's trial came first after the 1-stream trials, and 92.9% over the 15 where it came
-    second."""
-    run_async(
-        loadgen.run_streams(
-            t.url + PATH, STREAM_BODY, t.headers, chunk_delay_ms=0.0, seconds=WARM_UP,
-            **KINDS[kind],
-        )
-    )  # fmt: skip
+    second. (The first run with it still measured 82.5% at 16 streams.)"""
+
+    def streams(seconds: float) -> loadgen.StreamResult:
+        return run_async(
+            loadgen.run_streams(
+                t.url + PATH, STREAM_BODY, t.headers, chunk_delay_ms=0.0, seconds=seconds,
+                expect_cost=t.name.startswith("tollgate"), **KINDS[kind],
+            )
+        )  # fmt: skip
+
+    streams(WARM_UP)
     meter = cpu.Meter(bench.bench_pids)
     meter.start()
-    r = run_async(
-        loadgen.run_streams(
-            t.url + PATH,
-            STREAM_BODY,
-            t.headers,
-            chunk_delay_ms=0.0,
-            seconds=bench.plan.relay,
-            expect_cost=t.name.startswith("tollgate"),
-            **KINDS[kind],
-        )
-    )
+    r = streams(bench.plan.relay)
     usage = meter.stop()
     bench.check(t, f"streams ({kind}, round {n + 1})", r.bad, r.missing_cost)
     d = asdict(r)

@@ -217,9 +217,10 @@ def _plain_inners(buf: bytes, end: int) -> tuple[list[bytes], int]:
     clears the error: slower than a scan, per piece, so the pieces are checked joined)."""
     if not buf.startswith(_PLAIN_START):
         return [], 0
-    if buf[end - 3] != _CLOSE:  # the last block is something else: a stream's [DONE] (often after a
-        # long run, when the upstream outpaces the reader), a comment... Try up to the last
-        # block that ends like a plain one.
+    if buf[end - 3] != _CLOSE:
+        # The last block is something else: a stream's [DONE] (often after a long run, when
+        # the upstream outpaces the reader), a comment... Try up to the last block that ends
+        # like a plain one.
         end = buf.rfind(_PLAIN_END, 0, end) + len(_PLAIN_END)
     if end > len(_PLAIN_END):
         inners = buf[7 : end - 3].split(_PLAIN_JOIN)
