@@ -55,7 +55,7 @@ class Plan:
 
 
 FULL = Plan(
-    warmup=2, throughput=10, latency=6, rate=6, ttfc=3, relay=2, relay_rounds=5, soak=0, profile=10
+    warmup=2, throughput=10, latency=6, rate=6, ttfc=3, relay=2, relay_rounds=7, soak=0, profile=10
 )
 QUICK = Plan(
     warmup=1, throughput=3, latency=3, rate=3, ttfc=1.5, relay=1, relay_rounds=3, soak=0, profile=0
