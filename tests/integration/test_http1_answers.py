@@ -7,8 +7,10 @@ Against raw servers on loopback (``tests.support.raw_server``) that misbehave on
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import struct
+import weakref
 
 import pytest
 
@@ -223,3 +225,31 @@ async def test_a_reset_cuts_an_answer_that_ends_with_the_connection() -> None:
         with pytest.raises(ConnectionBroken):
             await r.read()
         r.close()
+
+
+@pytest.mark.parametrize("how", ["read", "iter_chunks", "closed unread"])
+async def test_a_closed_answer_is_freed_without_the_garbage_collector(how: str) -> None:
+    """An answer and its parser must not keep each other alive once the answer is closed: a
+    cycle per request left ~20 objects for the collector, whose pauses (~0.5 ms, one every ~90
+    requests) landed on requests."""
+
+    async def respond(_r: asyncio.StreamReader, w: asyncio.StreamWriter, _req: bytes) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n")  # fmt: skip
+
+    async with served(respond) as (_server, origin, pool):
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            r = await pool.request(origin, "/x", {}, b"{}", SLOW)
+            if how == "read":
+                assert await r.read() == b"firstsecond"
+            elif how == "iter_chunks":
+                assert b"".join([piece async for piece in r.iter_chunks()]) == b"firstsecond"
+            r.close()
+            freed = weakref.ref(r)
+            del r
+            assert freed() is None
+        finally:
+            if was_enabled:
+                gc.enable()
