@@ -289,9 +289,10 @@ request record, Prometheus metrics). Non-streaming requests are a {body}-byte ch
 1-connection latency come from `wrk -t1` (`bench/post.lua`); the fixed-rate row from an asyncio
 open-loop generator sending at {rate} req/s ({how}), latency from send to last byte. Streams:
 TTFC is the time from sending to the first `data:` event (8 content chunks 1 ms apart, one
-stream at a time; the lean client of `bench/streamclient.py`, as for the relay); relay is
-`data:` events delivered per second with the upstream sending 2,000 (1 stream) or 500 (16
-concurrent streams) chunks back to back (the requests ask `max_tokens` 4096), in
+stream at a time; the lean client of `bench/streamclient.py`); relay is `data:` events
+delivered per second to `wrk` (after 0.3 s of checked streams from that client) with the
+upstream sending 2,000 (1 stream) or 500 (16 concurrent streams) chunks back to back (the
+requests ask `max_tokens` 4096), in
 {rounds} interleaved rounds of {trial} s trials (the pass-through and Tollgate 1 worker
 alternating first, direct after them; Tollgate 2 workers one trial, on its own): each case's
 figure is its median over the rounds, and the relay targets use the median of the per-round
