@@ -37,6 +37,10 @@ STREAM_BODY = orjson.dumps({**orjson.loads(BODY), "max_tokens": 4096, "stream": 
 PATH = "/v1/chat/completions"
 
 
+# What a checked stream can get wrong, as ``Bench.check`` names its two counts.
+STREAM_FAULTS = ("streams bad (status, events or [DONE])", "without the cost comment")
+
+
 class BenchFailure(RuntimeError):
     """A run was invalid (errors answered, a process died): the figures cannot be trusted."""
 
@@ -174,13 +178,20 @@ class Bench:
 
     # -- validation ------------------------------------------------------------------------
 
-    def check(self, target: Target, what: str, non_2xx: int, errors: int) -> None:
+    def check(
+        self,
+        target: Target,
+        what: str,
+        non_2xx: int,
+        errors: int,
+        labels: tuple[str, str] = ("non-2xx answers", "socket errors"),
+    ) -> None:
         case = self.cases.setdefault(target.name, {})
         case["errors_total"] = case.get("errors_total", 0) + non_2xx + errors
         if non_2xx or errors:
             tails = "\n".join(f"--- {p.name} ---\n{p.tail(15)}" for p in self.procs)
             raise BenchFailure(
-                f"{target.name} / {what}: {non_2xx} non-2xx answers and {errors} socket errors; "
+                f"{target.name} / {what}: {non_2xx} {labels[0]} and {errors} {labels[1]}; "
                 f"the figures are invalid.\n{tails}"
             )
         for p in self.procs:
@@ -292,7 +303,7 @@ class Bench:
             )
 
         r = self.measure(t, "ttfc", run)
-        self.check(t, "streams (ttfc)", r.bad, r.missing_cost)
+        self.check(t, "streams (ttfc)", r.bad, r.missing_cost, STREAM_FAULTS)
         d = asdict(r)
         d.pop("samples")
         self.cases[t.name]["ttfc"] = d

@@ -15,7 +15,17 @@ import statistics
 from typing import Any
 
 from bench import cpu, loadgen
-from bench.phases import NOISY, PATH, STREAM_BODY, Bench, Target, log, run_async
+from bench.phases import (
+    NOISY,
+    PATH,
+    STREAM_BODY,
+    STREAM_FAULTS,
+    Bench,
+    BenchFailure,
+    Target,
+    log,
+    run_async,
+)
 from bench.wrk import run_wrk
 
 # Chunks sent back to back by the upstream, concurrent streams, and the fewest streams the
@@ -51,13 +61,19 @@ def trial(bench: Bench, t: Target, kind: str, n: int) -> tuple[dict[str, Any], c
     where it came second.
 
     The measured client is ``wrk`` because the client shares the load's core with the upstream
-    (and Redis): the Python client spent 1.1-1.8 µs of it per event, wrk 0.4-1.0. What the load
-    core spends feeds back into how many events each proxy read carries, so with the Python
-    client the 16-stream ratio flipped between two levels from round to round (20 interleaved
-    rounds: median 0.892, 0.56-1.09), and with wrk it measures the proxies (median 0.980,
-    0.70-1.19). wrk counts whole answers, so the events are its streams times the events each
-    checked stream carries; the streams still open when it stops are not counted, for every
-    case alike."""
+    (and Redis): at 16 streams through the proxies the Python client spent 1.1-1.8 µs of it per
+    event, wrk 0.4-1.0 (more at 1 stream and against direct). What the load core spends feeds
+    back into how many events each proxy read carries, so with the Python client the 16-stream
+    ratio flipped between two levels from round to round (20 interleaved rounds: median 0.892,
+    0.56-1.09), and with wrk it measures the proxies (median 0.980, 0.70-1.19).
+
+    wrk counts whole answers, so the events are its streams times the events each checked
+    stream carries; the streams still open when it stops are not counted, for every case
+    alike. wrk cannot see events, so its bytes must come to at least 95% of its streams times
+    the smallest checked stream (a proxy frames each read as one HTTP chunk, so a whole
+    stream's size moves with its reads by a few percent; measured 1.000-1.023 of the smallest):
+    streams cut short fail the trial instead of counting as whole, unless only a few of them
+    are."""
     spec = KINDS[kind]
     warm = run_async(
         loadgen.run_streams(
@@ -65,7 +81,8 @@ def trial(bench: Bench, t: Target, kind: str, n: int) -> tuple[dict[str, Any], c
             expect_cost=t.name.startswith("tollgate"), **spec,
         )
     )  # fmt: skip
-    bench.check(t, f"streams ({kind}, round {n + 1})", warm.bad, warm.missing_cost)
+    what = f"streams ({kind}, round {n + 1})"
+    bench.check(t, what, warm.bad, warm.missing_cost, STREAM_FAULTS)
     meter = cpu.Meter(bench.bench_pids)
     meter.start()
     r = run_wrk(
@@ -78,7 +95,13 @@ def trial(bench: Bench, t: Target, kind: str, n: int) -> tuple[dict[str, Any], c
         extra_headers={"X-Bench-Chunks": str(spec["chunks"]), "X-Bench-Chunk-Delay-Ms": "0"},
     )
     usage = meter.stop()
-    bench.check(t, f"wrk streams ({kind}, round {n + 1})", r.non_2xx, r.socket_errors)
+    bench.check(t, f"wrk {what}", r.non_2xx, r.socket_errors)
+    smallest = min(s.size for s in warm.samples)
+    if r.requests == 0 or r.bytes < 0.95 * r.requests * smallest:
+        raise BenchFailure(
+            f"{t.name} / wrk {what}: {r.requests} streams in {r.bytes} bytes, where a checked "
+            f"stream took at least {smallest}: streams were cut short, or none finished"
+        )
     events = r.requests * warm.chunks_per_stream
     d = {
         "streams": r.requests,
@@ -87,6 +110,7 @@ def trial(bench: Bench, t: Target, kind: str, n: int) -> tuple[dict[str, Any], c
         "events": events,
         "seconds": r.seconds,
         "chunks_per_s": events / r.seconds,
+        "bytes_per_stream_vs_checked": round(r.bytes / r.requests / smallest, 4),
         "client_cpu_us_per_event": round(r.cpu_seconds / events * 1e6, 3),
     }
     return {**d, "other_cores": round(usage.other_cores, 3)}, usage

@@ -29,6 +29,7 @@ class StreamSample:
     events: int
     done: bool  # saw ``data: [DONE]``
     cost_comment: bool  # saw Tollgate's ``: x-usage-cost`` comment
+    size: int  # bytes received, status line, headers and chunk framing included (as wrk counts)
 
 
 class _Answer:
@@ -41,6 +42,7 @@ class _Answer:
         self.edge = b""  # the last len(EVENT) - 1 bytes, for an event split between pieces
         self.tail = b""
         self.close = False
+        self.size = 0
 
 
 class StreamConnection(asyncio.Protocol):
@@ -82,6 +84,8 @@ class StreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's: no subclass
 
     def data_received(self, data: bytes) -> None:
+        if self.answer is not None:
+            self.answer.size += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
@@ -123,6 +127,7 @@ class StreamConnection(asyncio.Protocol):
                 events=a.events,
                 done=b"data: [DONE]" in a.tail,
                 cost_comment=b": x-usage-cost " in a.tail,
+                size=a.size,
             )
         )
         if a.close and self.transport is not None:

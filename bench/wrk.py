@@ -17,6 +17,7 @@ class WrkResult:
     connections: int
     seconds: float
     requests: int
+    bytes: int  # read from the server, whole answers and those cut off by the end of the run
     rps: float
     p50_ms: float
     p90_ms: float
@@ -62,6 +63,7 @@ def run_wrk(
         connections=connections,
         seconds=round(secs, 3),
         requests=raw["requests"],
+        bytes=raw["bytes"],
         rps=raw["requests"] / secs,
         p50_ms=raw["p50_us"] / 1000,
         p90_ms=raw["p90_us"] / 1000,

@@ -216,10 +216,10 @@ class Proxy:
         upstream = await call.provider.send(
             UpstreamRequest(path=call.endpoint.path, headers=headers, body=body)
         )
-        self._metrics.child(self._metrics.upstream, call.provider.name).observe(
-            time.perf_counter() - t0
-        )
-        try:
+        try:  # from here on the answer is closed whatever happens, its connection freed
+            self._metrics.child(self._metrics.upstream, call.provider.name).observe(
+                time.perf_counter() - t0
+            )
             content_type = upstream.headers.get("Content-Type", "")
             if call.req.stream and upstream.status == 200 and "event-stream" in content_type:
                 return await self._relay_stream(request, call, upstream, t0, client_wants_usage)
