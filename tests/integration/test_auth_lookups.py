@@ -28,7 +28,7 @@ async def _post(gw: Gateway, key: str) -> tuple[int, Any]:
 async def test_requests_that_miss_the_key_cache_together_share_one_lookup(
     gateway: Gateway, redis: Any
 ) -> None:
-    _, key = await gateway.account(topup="1.00")
+    account, key = await gateway.account(topup="1.00")
     await redis.config_resetstat()
     await redis.execute_command("CLIENT", "PAUSE", 300)  # the first lookup waits in Redis
     answers = await asyncio.gather(*(_post(gateway, key) for _ in range(8)))
@@ -36,6 +36,7 @@ async def test_requests_that_miss_the_key_cache_together_share_one_lookup(
     stats = await redis.info("commandstats")
     # One read of the key's record and one of its account's, not eight of each.
     assert stats["cmdstat_hgetall"]["calls"] == 2, stats["cmdstat_hgetall"]
+    await gateway.wallet(account)  # answered before their settles: wait for those to land
     await assert_ledger_identity(redis)
 
 
@@ -43,14 +44,17 @@ async def test_a_lookup_overtaken_by_an_admin_change_is_not_cached(
     gateway: Gateway, redis: Any
 ) -> None:
     account, key = await gateway.account(topup="1.00")
-    await redis.execute_command("CLIENT", "PAUSE", 300)
+    await redis.execute_command("CLIENT", "PAUSE", 1000)
     first = asyncio.create_task(_post(gateway, key))
-    await asyncio.sleep(0.1)  # its lookup is under way, waiting in Redis
-    gateway.app[AUTH].forget(account_id=account)  # what an admin change does in this process
+    # Its lookup is under way within milliseconds, then waits in Redis until the pause ends.
+    await asyncio.sleep(0.3)
+    auth = gateway.app[AUTH]
+    auth.forget(account_id=account)  # what an admin change does in this process
     status, _ = await first
     assert status == 200  # the lookup read the key as it was when it started
     await redis.delete(api_key_by_hash(hash_key(key)))  # then another process revokes it
     status, body = await _post(gateway, key)
     assert status == 401, body  # read again, not served from a cache filled before the change
     assert body["error"]["code"] == "invalid_api_key"
+    await gateway.wallet(account)
     await assert_ledger_identity(redis)
