@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs them (README's second command; CI runs this).
+# Python packages go into the active virtual environment, or into ./.venv (made here if missing)
+# when none is active: stock Debian has no `python` and refuses a system-wide `pip install`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv \
+    || { echo "python3 -m venv failed: on Debian, apt install python3-venv" >&2; exit 1; }
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
 
 # Real servers for the tests: Debian's redis-server and redis-cli (7.x; the Redis Cluster tests
 # need redis-cli) and promtool (Debian's prometheus) where apt can install them. Without apt the
@@ -20,6 +29,7 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)
 fi
 # The system redis-server may be running as a service: the tests start their own on free ports.
 
+python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test]'
 python -m ruff check gateway pricing tests
 python -m mypy
