@@ -10,7 +10,7 @@ COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY pricing ./pricing
 COPY config ./config
-RUN pip install --no-cache-dir '.[speed]' \
+RUN pip install --no-cache-dir . \
     && useradd --create-home --uid 10001 tollgate \
     && mkdir -p /data && chown tollgate /data
 

@@ -18,6 +18,7 @@ CLUSTER_TOO = "redis_cluster_too"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CLUSTER_TOO}: run against a 3-master Redis Cluster too")
+    config.addinivalue_line("markers", "slow: takes tens of seconds (a fresh clone, a fresh venv)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
