@@ -20,9 +20,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from gateway.fastredis import FastScripts
-from gateway.scripts import all_sources
-from gateway.wallet import Limits, Wallet
+from gateway.billing.lua_scripts import all_sources
+from gateway.billing.wallet import Limits, Wallet
+from gateway.store.fast_client import FastScripts
 from tests.support.redis_server import RedisServer
 
 LIMITS = Limits(key_rpm=10**9, key_tpm=10**12, account_rpm=10**9, account_tpm=10**12)
@@ -81,7 +81,7 @@ async def main() -> None:
             for lean in (False, True):
                 for concurrency in (1, 64):
                     micros, rate = await run(concurrency, args.requests, server.url, lean)
-                    name = "lean (gateway.fastredis)" if lean else "redis-py"
+                    name = "lean (gateway.store.fast_client)" if lean else "redis-py"
                     print(f"| {name} | {concurrency} | {micros:.0f} | {rate:,.0f} |")
         finally:
             server.stop()

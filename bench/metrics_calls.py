@@ -4,11 +4,11 @@
 picks its value class when it is imported) and prints microseconds per request:
 
 * ``multiprocess``: prometheus-client's multiprocess mode (mmap'ed values), what ``--workers N``
-  used before gateway.metrics_share;
+  used before gateway.observability.metrics_share;
 * ``in-process``: plain values, what every worker uses now; plus what publishing a snapshot
   (every second) and answering /metrics with two workers' figures cost.
 
-Since the request path's metrics became ``gateway.loop_metrics`` (no locks, no
+Since the request path's metrics became ``gateway.observability.loop_metrics`` (no locks, no
 prometheus-client values), both lines time the same code: ~5 µs per request here, against
 ~16 µs in-process and ~31 µs multiprocess with prometheus-client's metrics.
 """
@@ -30,7 +30,7 @@ def per_request_calls() -> tuple[object, object]:
     """The calls proxy.py and settler.py make for one successful request, on a fresh registry."""
     from prometheus_client import CollectorRegistry
 
-    from gateway.metrics import Metrics
+    from gateway.observability.metrics import Metrics
     from pricing import Usage
 
     m = Metrics(CollectorRegistry())
@@ -55,8 +55,8 @@ def measure(mode: str) -> None:
     print(f"{mode:>12}: {best * 1e6:6.2f} us of metric updates per request")
     if mode != "in-process":
         return
-    from gateway.metrics import Metrics
-    from gateway.metrics_share import SharedMetrics
+    from gateway.observability.metrics import Metrics
+    from gateway.observability.metrics_share import SharedMetrics
 
     peer, peer_one = per_request_calls()
     timeit.timeit(peer_one, number=100)  # type: ignore[arg-type]

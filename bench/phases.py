@@ -32,7 +32,8 @@ BODY = orjson.dumps(
 # The streams are up to 2,000 one-token chunks (bench.relay), and a provider sends no more
 # tokens than max_tokens: below that, every stream's usage would exceed its hold, and the
 # gateway would take its path for an upstream that overran the limit (the answer waits for
-# Redis to confirm the charge) instead of the usual one (see gateway.settler.Settler._certain).
+# Redis to confirm the charge) instead of the usual one
+# (see gateway.billing.settler.Settler._certain).
 STREAM_BODY = orjson.dumps({**orjson.loads(BODY), "max_tokens": 4096, "stream": True})
 PATH = "/v1/chat/completions"
 

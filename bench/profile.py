@@ -62,7 +62,9 @@ def short(frame: str) -> str:
 
 
 LOOP_FRAMES = ("run_app (aiohttp/web.py)", "run_forever", "run_until_complete")
-WRAPPERS = ("<module> ", "main (gateway/cli.py)", "serve (gateway/cli.py)", "_run_worker (")
+WRAPPERS = (
+    "<module> ", "main (gateway/cli/main.py)", "serve (gateway/cli/main.py)", "_run_worker ("
+)
 
 
 def area(frame: str) -> str:

@@ -16,10 +16,10 @@ import statistics
 import time
 
 from bench.upstream import stream_chunks
-from gateway.endpoints.openai import ChatCompletions
-from gateway.relay_read import take
-from gateway.sse import SSEDecoder
-from gateway.tracking import KeptBudget
+from gateway.apis.openai import ChatCompletions
+from gateway.apis.tracking import KeptBudget
+from gateway.codecs.sse import SSEDecoder
+from gateway.edge.relay_read import take
 
 PAYLOAD = {"model": "gpt-bench", "messages": [], "stream": True,
            "stream_options": {"include_usage": True}}  # fmt: skip

@@ -2,7 +2,7 @@
 
 Answers are built once per distinct request shape (path, body, stream knobs) and then served
 as precomputed bytes, so the upstream itself costs little CPU per request. Plain answers are
-``gateway.providers.mock.answer``'s bytes; streams have a chosen number of content chunks.
+``gateway.upstream.mock.answer``'s bytes; streams have a chosen number of content chunks.
 
 Knobs (command line defaults, each overridable per request by a header, which both the bench
 pass-through and Tollgate forward):
@@ -31,8 +31,8 @@ from typing import Any
 import orjson
 
 from bench.upstream_server import HttpServerProtocol, Reply, Wire, encode, text_answer
-from gateway.providers.mock import answer
-from gateway.tokens import TokenCounter
+from gateway.apis.tokens import TokenCounter
+from gateway.upstream.mock import answer
 
 MAX_SHAPES = 512  # distinct request shapes kept; bench traffic has a handful
 LATENCY, CHUNKS, CHUNK_DELAY = b"x-bench-latency-ms", b"x-bench-chunks", b"x-bench-chunk-delay-ms"

@@ -17,28 +17,28 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from gateway import errors
-from gateway.accounts import Directory
-from gateway.admin import Admin
-from gateway.auth import Authenticator
-from gateway.breaker import Breaker
-from gateway.endpoints import default_endpoints
-from gateway.httpjson import json_response
-from gateway.metrics import Metrics, exposition
-from gateway.models import model_list
-from gateway.pricing_holder import PricingHolder
-from gateway.pricing_reload import PricingReloader
-from gateway.providers.anthropic import AnthropicProvider
-from gateway.providers.base import Provider
-from gateway.providers.http import OpenAICompatibleProvider
-from gateway.providers.http1 import Pool
-from gateway.providers.mock import MockProvider
-from gateway.proxy import Proxy
-from gateway.reaper import reap_forever, renew_forever
-from gateway.routing import Router
-from gateway.scripts import ScriptCaller
+from gateway.apis import default_endpoints
+from gateway.apis.tokens import TokenCounter
+from gateway.billing.accounts import Directory
+from gateway.billing.hold_reaper import reap_forever, renew_forever
+from gateway.billing.lua_scripts import ScriptCaller
+from gateway.billing.wallet import Wallet
+from gateway.edge.admin import Admin
+from gateway.edge.auth import Authenticator
+from gateway.edge.httpjson import json_response
+from gateway.edge.model_access import model_list
+from gateway.edge.proxy import Proxy
+from gateway.observability.metrics import Metrics, exposition
+from gateway.prices.holder import PricingHolder
+from gateway.prices.reload import PricingReloader
 from gateway.settings import Settings
-from gateway.tokens import TokenCounter
-from gateway.wallet import Wallet
+from gateway.store.breaker import Breaker
+from gateway.upstream.anthropic import AnthropicProvider
+from gateway.upstream.base import Provider
+from gateway.upstream.http import OpenAICompatibleProvider
+from gateway.upstream.http1 import Pool
+from gateway.upstream.mock import MockProvider
+from gateway.upstream.routing import Router
 from pricing import PriceTable, format_usd, load_pricing
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def create_app(
     scripts: ScriptCaller | None = None,
 ) -> web.Application:
     """Build the gateway. ``redis`` is a redis.asyncio client the caller owns; ``scripts``
-    runs the wallet's Lua (default: through ``redis``; see :mod:`gateway.fastredis`)."""
+    runs the wallet's Lua (default: through ``redis``; see :mod:`gateway.store.fast_client`)."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, settings.metrics_dir)
     holder = PricingHolder(pricing if pricing is not None else load_pricing(settings.pricing_file))

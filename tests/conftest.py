@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.redisclient import make_redis
+from gateway.store.clients import make_redis
 from tests.support.ledger import assert_ledger_identity
 from tests.support.redis_cluster import RedisClusterServers, cluster_available
 from tests.support.redis_server import RedisServer

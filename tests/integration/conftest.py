@@ -11,11 +11,11 @@ import openai
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.apis.tokens import TokenCounter
 from gateway.app import create_app
-from gateway.fastredis import FastScripts
-from gateway.scripts import all_sources
+from gateway.billing.lua_scripts import all_sources
 from gateway.settings import ProviderConfig, Settings
-from gateway.tokens import TokenCounter
+from gateway.store.fast_client import FastScripts
 from pricing import parse_pricing
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.processes import GatewayProcess, write_config

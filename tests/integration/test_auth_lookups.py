@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.accounts import hash_key
 from gateway.app import AUTH
-from gateway.rediskeys import api_key_by_hash
+from gateway.billing.accounts import hash_key
+from gateway.store.keys import api_key_by_hash
 from tests.integration.conftest import Gateway
 from tests.support.ledger import assert_ledger_identity
 

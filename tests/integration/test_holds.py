@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.rediskeys import AccountKeys
-from gateway.tokens import TokenCounter
+from gateway.apis.tokens import TokenCounter
+from gateway.store.keys import AccountKeys
 from pricing import compute_cost, parse_pricing, parse_usd
 from pricing.usage import Usage
 from tests.integration.conftest import PRICING, Gateway, remote

@@ -14,7 +14,7 @@ import weakref
 
 import pytest
 
-from gateway.providers.http1 import PAUSE_AT, ConnectionBroken, Timeouts
+from gateway.upstream.http1 import PAUSE_AT, ConnectionBroken, Timeouts
 from tests.support.raw_server import SLOW, answer_ok, ok, served
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from gateway.providers.http1 import ClientTimeout, ConnectionBroken, Origin, Timeouts
-from gateway.providers.http1.wire import wait_until
+from gateway.upstream.http1 import ClientTimeout, ConnectionBroken, Origin, Timeouts
+from gateway.upstream.http1.wire import wait_until
 from tests.support.raw_server import SLOW, answer_ok, ok, served
 from tests.support.tls import self_signed
 

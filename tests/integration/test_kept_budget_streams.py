@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.apis.openai_usage import OpenAIStreamTracker
 from gateway.app import PROXY
-from gateway.usage import OpenAIStreamTracker
 from tests.integration.conftest import Gateway
 from tests.support.fake_upstream import FakeUpstream
 

@@ -10,7 +10,7 @@ import aiohttp
 import openai
 import pytest
 
-from gateway.rediskeys import AccountKeys
+from gateway.store.keys import AccountKeys
 from tests.integration.conftest import Gateway, remote
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.processes import GatewayProcess

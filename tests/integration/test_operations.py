@@ -17,8 +17,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.apis.tokens import TokenCounter
 from gateway.app import create_app
-from gateway.tokens import TokenCounter
 from tests.integration.conftest import ADMIN_SHA, PRICING, Gateway, make_settings, remote
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.processes import ADMIN_TOKEN, GatewayProcess, write_config

@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from gateway.apis.tokens import TokenCounter
 from gateway.app import create_app
-from gateway.fastredis import FastScripts
-from gateway.redisclient import make_redis
-from gateway.scripts import all_sources
-from gateway.tokens import TokenCounter
+from gateway.billing.lua_scripts import all_sources
+from gateway.store.clients import make_redis
+from gateway.store.fast_client import FastScripts
 from pricing import parse_pricing
 from tests.integration.conftest import ADMIN_SHA, PRICING, Gateway, make_settings
 from tests.support.fake_upstream import FakeUpstream

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.rediskeys import AccountKeys
+from gateway.store.keys import AccountKeys
 from tests.integration.conftest import Gateway
 from tests.support.fake_upstream import FakeUpstream
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.rediskeys import AccountKeys
+from gateway.store.keys import AccountKeys
 from pricing import parse_usd
 from tests.integration.conftest import Gateway
 from tests.support.fake_upstream import FakeUpstream

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
-from gateway.accounts import Directory
-from gateway.wallet import Admission, Limits, Refusal, Wallet
+from gateway.billing.accounts import Directory
+from gateway.billing.wallet import Admission, Limits, Refusal, Wallet
 
 pytestmark = pytest.mark.redis_cluster_too
 

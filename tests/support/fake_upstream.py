@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.multipart import boundary_of, parse_form
-from gateway.providers.mock import answer
-from gateway.tokens import TokenCounter
+from gateway.apis.tokens import TokenCounter
+from gateway.codecs.multipart import boundary_of, parse_form
+from gateway.upstream.mock import answer
 
 
 def form_fields(body: bytes, content_type: str) -> dict[str, Any]:

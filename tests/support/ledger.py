@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.rediskeys import AccountKeys, accounts_index
+from gateway.store.keys import AccountKeys, accounts_index
 
 
 async def assert_ledger_identity(redis: Any) -> int:

@@ -8,11 +8,11 @@ import random
 
 import orjson
 
-from gateway.endpoints.openai import ChatCompletions
-from gateway.relay_read import take
-from gateway.sse import SSEDecoder, SSEEvent, plain_events
-from gateway.tracking import KeptBudget, TrackerMark
-from gateway.usage import EventKind, OpenAIStreamTracker
+from gateway.apis.openai import ChatCompletions
+from gateway.apis.openai_usage import EventKind, OpenAIStreamTracker
+from gateway.apis.tracking import KeptBudget, TrackerMark
+from gateway.codecs.sse import SSEDecoder, SSEEvent, plain_events
+from gateway.edge.relay_read import take
 
 
 def chunk_line(content: str, *, usage: object = None, spaced: bool = False) -> bytes:

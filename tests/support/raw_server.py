@@ -7,7 +7,7 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from gateway.providers.http1 import Origin, Pool, Timeouts
+from gateway.upstream.http1 import Origin, Pool, Timeouts
 
 Respond = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
 SLOW = Timeouts(connect=5, read=5, first_byte=5, total=30)

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from gateway.embedded_redis import find_redis_server
+from gateway.store.embedded import find_redis_server
 
 
 def pick_binary() -> str:

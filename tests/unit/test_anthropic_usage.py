@@ -7,15 +7,15 @@ import random
 import orjson
 import pytest
 
-from gateway.endpoints.anthropic import (
+from gateway.apis.anthropic import (
     AnthropicStreamTracker,
     read_anthropic_usage,
     usage_from_anthropic,
 )
-from gateway.providers.mock_anthropic import messages_answer
-from gateway.sse import SSEDecoder
-from gateway.tokens import TokenCounter
-from gateway.usage import EventKind
+from gateway.apis.openai_usage import EventKind
+from gateway.apis.tokens import TokenCounter
+from gateway.codecs.sse import SSEDecoder
+from gateway.upstream.mock_anthropic import messages_answer
 from pricing import Usage
 
 
@@ -175,7 +175,7 @@ def test_mock_refuses_like_anthropic() -> None:
 
 
 def test_the_hold_prices_a_cacheable_prompt_at_its_dearest_bucket() -> None:
-    from gateway.endpoints.anthropic import Messages
+    from gateway.apis.anthropic import Messages
     from pricing import ModelPrice
 
     endpoint = Messages()

@@ -8,7 +8,7 @@ import wave
 
 import pytest
 
-from gateway.audiofile import MAX_MS, bound_ms, seconds_to_ms, wav_duration_ms
+from gateway.codecs.audiofile import MAX_MS, bound_ms, seconds_to_ms, wav_duration_ms
 
 
 def wav(frames: int, rate: int = 16_000, channels: int = 1, width: int = 2) -> bytes:

@@ -3,8 +3,8 @@ a long stream is parsed at marks only while the process keeps too much, or past 
 
 from __future__ import annotations
 
-from gateway.tracking import KeptBudget
-from gateway.usage import OpenAIStreamTracker
+from gateway.apis.openai_usage import OpenAIStreamTracker
+from gateway.apis.tracking import KeptBudget
 from tests.support.plain_runs import chunk_line, split_blocks
 
 

@@ -1,4 +1,4 @@
-"""The lock-free request-path metrics (gateway.loop_metrics) expose exactly what
+"""The lock-free request-path metrics (gateway.observability.loop_metrics) expose exactly what
 prometheus-client's own Counter, Gauge and Histogram expose for the same updates."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from gateway.loop_metrics import LoopCounter, LoopGauge, LoopHistogram
+from gateway.observability.loop_metrics import LoopCounter, LoopGauge, LoopHistogram
 
 BUCKETS = (0.001, 0.01, 0.1, 1, 10)
 

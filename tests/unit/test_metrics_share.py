@@ -1,4 +1,4 @@
-"""Several workers' metrics merged into one /metrics (gateway.metrics_share): counters and
+"""Several workers' metrics merged into one /metrics (observability.metrics_share): counters and
 histograms summed over every worker that ever published, gauges per their mode over live ones."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import Metrics
-from gateway.metrics_share import SharedMetrics
+from gateway.observability.metrics import Metrics
+from gateway.observability.metrics_share import SharedMetrics
 from pricing import Usage
 
 NOW = 1_000_000.0

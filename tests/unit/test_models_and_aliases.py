@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway import errors
-from gateway.endpoints import default_endpoints
-from gateway.models import check_allowed, is_allowed, model_list
+from gateway.apis import default_endpoints
+from gateway.edge.model_access import check_allowed, is_allowed, model_list
 from gateway.settings import ConfigError, ProviderConfig, parse_settings
 from pricing import parse_pricing
 

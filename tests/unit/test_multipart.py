@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from gateway.multipart import FormError, boundary_of, parse_form, replace_part
+from gateway.codecs.multipart import FormError, boundary_of, parse_form, replace_part
 
 BOUNDARY = b"b0undary"
 BODY = (

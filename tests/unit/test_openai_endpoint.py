@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.endpoints.base import ParsedRequest
-from gateway.endpoints.openai import ChatCompletions
-from gateway.usage import EventKind
+from gateway.apis.base import ParsedRequest
+from gateway.apis.openai import ChatCompletions
+from gateway.apis.openai_usage import EventKind
 
 
 def test_stream_always_asks_for_usage_and_remembers_the_clients_choice() -> None:

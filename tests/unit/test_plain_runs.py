@@ -12,10 +12,10 @@ import random
 
 import pytest
 
-from gateway.endpoints.openai import ChatCompletions
-from gateway.relay_read import take
-from gateway.sse import SSEBufferOverflow, SSEDecoder
-from gateway.usage import EventKind, OpenAIStreamTracker
+from gateway.apis.openai import ChatCompletions
+from gateway.apis.openai_usage import EventKind, OpenAIStreamTracker
+from gateway.codecs.sse import SSEBufferOverflow, SSEDecoder
+from gateway.edge.relay_read import take
 from tests.support.plain_runs import chunk_line, decode_both_ways, inner_of, relay, split_blocks
 
 

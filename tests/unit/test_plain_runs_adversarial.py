@@ -12,10 +12,10 @@ import random
 import orjson
 import pytest
 
-from gateway.endpoints.openai import ChatCompletions
-from gateway.relay_read import take
-from gateway.sse import SSEDecoder
-from gateway.usage import EventKind, OpenAIStreamTracker
+from gateway.apis.openai import ChatCompletions
+from gateway.apis.openai_usage import EventKind, OpenAIStreamTracker
+from gateway.codecs.sse import SSEDecoder
+from gateway.edge.relay_read import take
 from tests.support.plain_runs import chunk_line, decode_both_ways, relay
 
 # A usage whose key hides behind a JSON escape: no literal "usage", so both paths keep the

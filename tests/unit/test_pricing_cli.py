@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
-from gateway.pricing_cli import pricing_command
+from gateway.cli.main import main
+from gateway.cli.pricing import pricing_command
 from pricing import load_pricing, parse_pricing
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from gateway.ratelimit import format_duration, headers, refusal_message
-from gateway.wallet import Admission, Limits
+from gateway.billing.wallet import Admission, Limits
+from gateway.edge.ratelimit_headers import format_duration, headers, refusal_message
 
 
 def test_format_duration_like_openai() -> None:

@@ -1,10 +1,10 @@
-"""The RESP2 codec of the lean Redis client (gateway.resp), against hand-written bytes."""
+"""The RESP2 codec of the lean Redis client (gateway.store.resp), against hand-written bytes."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.resp import ProtocolError, ReplyError, ReplyParser, encode_command
+from gateway.store.resp import ProtocolError, ReplyError, ReplyParser, encode_command
 
 
 def test_a_command_is_an_array_of_bulk_strings() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.endpoints.responses import ResponsesStreamTracker, usage_from_responses
-from gateway.providers.mock_responses import responses_answer
-from gateway.sse import SSEDecoder
-from gateway.tokens import TokenCounter
-from gateway.usage import EventKind
+from gateway.apis.openai_usage import EventKind
+from gateway.apis.responses import ResponsesStreamTracker, usage_from_responses
+from gateway.apis.tokens import TokenCounter
+from gateway.codecs.sse import SSEDecoder
+from gateway.upstream.mock_responses import responses_answer
 from pricing import Usage
 
 USAGE = {

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from gateway.sse import SSEBufferOverflow, SSEDecoder, SSEEvent, comment
+from gateway.codecs.sse import SSEBufferOverflow, SSEDecoder, SSEEvent, comment
 
 OPENAI_STREAM = (
     b'data: {"id":"c1","object":"chat.completion.chunk","model":"gpt-4o-mini",'

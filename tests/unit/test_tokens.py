@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from gateway.tokens import TokenCounter
+from gateway.apis.tokens import TokenCounter
 
 
 def failing_loader(name: str) -> object:

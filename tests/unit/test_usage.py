@@ -6,14 +6,14 @@ import random
 import orjson
 import pytest
 
-from gateway.sse import SSEDecoder, SSEEvent
-from gateway.tracking import TrackerMark
-from gateway.usage import (
+from gateway.apis.openai_usage import (
     EventKind,
     OpenAIStreamTracker,
     usage_from_openai,
     usage_from_openai_body,
 )
+from gateway.apis.tracking import TrackerMark
+from gateway.codecs.sse import SSEDecoder, SSEEvent
 from pricing.usage import Usage
 
 

@@ -1,0 +1,230 @@
+"""Accounts and their API keys, stored in Redis.
+
+An API key is random, shown once, and stored only as its SHA-256: the lookup key is the hash,
+so a leaked Redis dump holds no usable secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway import errors
+from gateway.store.keys import AccountKeys, accounts_index, api_key_by_hash, api_key_by_id
+
+KEY_PREFIX = "tg-"
+HOLD_POLICIES = ("strict", "postpaid")
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    account_id: str
+    project: str
+    name: str
+    rpm: int
+    tpm: int
+    created_at: str
+    models: tuple[str, ...] | None = None  # allow-list of model globs; None: any model
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "account": self.account_id,
+            "project": self.project,
+            "name": self.name,
+            "rpm": self.rpm or None,
+            "tpm": self.tpm or None,
+            "models": list(self.models) if self.models is not None else None,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str
+    plan: str
+    hold_policy: str
+    rpm: int
+    tpm: int
+    created_at: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "plan": self.plan,
+            "hold_policy": self.hold_policy,
+            "rpm": self.rpm or None,
+            "tpm": self.tpm or None,
+            "created_at": self.created_at,
+        }
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in raw.items()
+    }
+
+
+def _account(account_id: str, f: Mapping[str, str]) -> Account:
+    return Account(
+        id=account_id,
+        name=f.get("name", ""),
+        plan=f.get("plan", ""),
+        hold_policy=f.get("hold_policy", "strict"),
+        rpm=int(f.get("rpm", "0")),
+        tpm=int(f.get("tpm", "0")),
+        created_at=f.get("created_at", ""),
+    )
+
+
+def _models(stored: str | None) -> tuple[str, ...] | None:
+    if stored is None:
+        return None
+    try:
+        value = orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, list):
+        return ()  # unreadable: allow nothing rather than everything
+    return tuple(m for m in value if isinstance(m, str))
+
+
+class Directory:
+    """Reads and writes accounts and API keys."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+
+    async def create_account(self, fields: Mapping[str, str]) -> Account:
+        account_id = str(uuid.uuid4())
+        record = {
+            "hold_policy": "strict",
+            "rpm": "0",
+            "tpm": "0",
+            **fields,
+            "created_at": _now_iso(),
+        }
+        await self._redis.hset(AccountKeys(account_id).profile, mapping=record)
+        await self._redis.sadd(accounts_index(), account_id)
+        return _account(account_id, record)
+
+    async def get_account(self, account_id: str) -> Account:
+        raw = await self._redis.hgetall(AccountKeys(account_id).profile)
+        if not raw:
+            raise errors.NotFound(f"no account {account_id!r}")
+        return _account(account_id, _decode(raw))
+
+    async def update_account(self, account_id: str, fields: Mapping[str, str]) -> Account:
+        await self.get_account(account_id)
+        if fields:
+            await self._redis.hset(AccountKeys(account_id).profile, mapping=dict(fields))
+        return await self.get_account(account_id)
+
+    async def account_ids(self) -> list[str]:
+        return sorted(
+            m.decode() if isinstance(m, bytes) else m
+            for m in await self._redis.smembers(accounts_index())
+        )
+
+    async def create_key(
+        self,
+        account_id: str,
+        *,
+        project: str,
+        name: str,
+        rpm: int,
+        tpm: int,
+        models: tuple[str, ...] | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Returns the key and its secret; the secret is not stored."""
+        await self.get_account(account_id)
+        secret = new_secret()
+        digest = hash_key(secret)
+        key = ApiKey(
+            id="key_" + uuid.uuid4().hex[:24],
+            account_id=account_id,
+            project=project,
+            name=name,
+            rpm=rpm,
+            tpm=tpm,
+            created_at=_now_iso(),
+            models=models,
+        )
+        record = {
+            "id": key.id,
+            "account": account_id,
+            "project": project,
+            "name": name,
+            "rpm": str(rpm),
+            "tpm": str(tpm),
+            "created_at": key.created_at,
+        }
+        if models is not None:
+            record["models"] = orjson.dumps(list(models)).decode()
+        await self._redis.hset(api_key_by_hash(digest), mapping=record)
+        await self._redis.set(api_key_by_id(key.id), digest)
+        await self._redis.sadd(AccountKeys(account_id).api_keys, key.id)
+        return key, secret
+
+    async def list_keys(self, account_id: str) -> list[ApiKey]:
+        await self.get_account(account_id)
+        keys = []
+        for raw_id in await self._redis.smembers(AccountKeys(account_id).api_keys):
+            key_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            digest = await self._redis.get(api_key_by_id(key_id))
+            if digest is None:
+                continue
+            found = await self.key_by_hash(digest.decode() if isinstance(digest, bytes) else digest)
+            if found is not None:
+                keys.append(found)
+        return sorted(keys, key=lambda k: k.created_at)
+
+    async def key_by_hash(self, digest: str) -> ApiKey | None:
+        raw = await self._redis.hgetall(api_key_by_hash(digest))
+        if not raw:
+            return None
+        f = _decode(raw)
+        return ApiKey(
+            id=f["id"],
+            account_id=f["account"],
+            project=f.get("project", "default"),
+            name=f.get("name", ""),
+            rpm=int(f.get("rpm", "0")),
+            tpm=int(f.get("tpm", "0")),
+            created_at=f.get("created_at", ""),
+            models=_models(f.get("models")),
+        )
+
+    async def revoke_key(self, key_id: str) -> None:
+        digest = await self._redis.get(api_key_by_id(key_id))
+        if digest is None:
+            raise errors.NotFound(f"no API key {key_id!r}")
+        digest = digest.decode() if isinstance(digest, bytes) else digest
+        found = await self.key_by_hash(digest)
+        await self._redis.delete(api_key_by_hash(digest))
+        await self._redis.delete(api_key_by_id(key_id))
+        if found is not None:
+            await self._redis.srem(AccountKeys(found.account_id).api_keys, key_id)

@@ -1,0 +1,36 @@
+"""Loads the Lua scripts in ``gateway/billing/lua`` as redis-py Script objects.
+
+Each script is the shared ``_prelude.lua`` followed by the script's own file. redis-py's Script
+runs by SHA and reloads itself on NOSCRIPT, so a restarted or failed-over Redis needs nothing.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Protocol
+
+SCRIPT_NAMES = ("admit_v2", "settle_v4", "money_move_v1", "sweep_v1", "renew_v1")
+
+
+def script_source(name: str) -> str:
+    folder = resources.files("gateway.billing") / "lua"
+    prelude = (folder / "_prelude.lua").read_text(encoding="utf-8")
+    return prelude + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def all_sources() -> dict[str, str]:
+    return {name: script_source(name) for name in SCRIPT_NAMES}
+
+
+class ScriptCaller(Protocol):
+    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any: ...
+
+
+class RedisPyScripts:
+    """Scripts through redis-py (any deployment, Redis Cluster included)."""
+
+    def __init__(self, redis: Any) -> None:
+        self._scripts = {name: redis.register_script(src) for name, src in all_sources().items()}
+
+    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._scripts[name](keys=keys, args=args)

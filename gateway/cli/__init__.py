@@ -1,0 +1,1 @@
+"""The ``tollgate`` command: ``serve`` (workers, embedded Redis) and ``pricing`` (check, import)."""

@@ -1,0 +1,198 @@
+"""The admin API: accounts, API keys, top-ups, refunds, wallets and transactions."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+from typing import Any
+
+from aiohttp import web
+
+from gateway import errors
+from gateway.billing.accounts import HOLD_POLICIES, Directory
+from gateway.billing.wallet import Wallet
+from gateway.edge.auth import Authenticator
+from gateway.edge.httpjson import (
+    json_object,
+    json_response,
+    limit_field,
+    models_field,
+    string_field,
+)
+from pricing import parse_usd
+
+ACCOUNT_FIELDS = {"name", "plan", "hold_policy", "rpm", "tpm"}
+TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note")
+
+
+class Admin:
+    def __init__(
+        self, *, directory: Directory, wallet: Wallet, auth: Authenticator, token_sha256: str
+    ) -> None:
+        self._directory = directory
+        self._wallet = wallet
+        self._auth = auth
+        self._token_sha256 = token_sha256
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [
+            web.post("/admin/accounts", self.create_account),
+            web.get("/admin/accounts", self.list_accounts),
+            web.get("/admin/accounts/{id}", self.get_account),
+            web.patch("/admin/accounts/{id}", self.patch_account),
+            web.post("/admin/accounts/{id}/keys", self.create_key),
+            web.get("/admin/accounts/{id}/keys", self.list_keys),
+            web.delete("/admin/keys/{key_id}", self.delete_key),
+            web.post("/admin/accounts/{id}/topups", self.topup),
+            web.post("/admin/accounts/{id}/refunds", self.refund),
+            web.get("/admin/accounts/{id}/wallet", self.wallet),
+            web.get("/admin/accounts/{id}/transactions", self.transactions),
+        ]
+
+    def check(self, request: web.Request) -> None:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(digest, self._token_sha256):
+            raise errors.AdminUnauthorized(
+                "A valid admin token is required: 'Authorization: Bearer $TOLLGATE_ADMIN_TOKEN'."
+            )
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    def _account_fields(self, body: dict[str, Any], *, creating: bool) -> dict[str, str]:
+        unknown = set(body) - ACCOUNT_FIELDS
+        if unknown:
+            raise errors.InvalidRequest(
+                f"Unknown field {sorted(unknown)[0]!r}; expected one of "
+                f"{', '.join(sorted(ACCOUNT_FIELDS))}.",
+                param=sorted(unknown)[0],
+            )
+        fields: dict[str, str] = {}
+        if creating or "name" in body:
+            fields["name"] = string_field(body, "name")
+        if creating or "plan" in body:
+            fields["plan"] = string_field(body, "plan", default="default")
+        if "hold_policy" in body:
+            policy = body["hold_policy"]
+            if policy not in HOLD_POLICIES:
+                raise errors.InvalidRequest(
+                    "'hold_policy' must be 'strict' or 'postpaid'.", param="hold_policy"
+                )
+            fields["hold_policy"] = policy
+        for name in ("rpm", "tpm"):
+            if name in body:
+                fields[name] = str(limit_field(body, name))
+        return fields
+
+    async def create_account(self, request: web.Request) -> web.Response:
+        self.check(request)
+        fields = self._account_fields(await json_object(request), creating=True)
+        account = await self._directory.create_account(fields)
+        return json_response(account.to_json(), status=201)
+
+    async def list_accounts(self, request: web.Request) -> web.Response:
+        self.check(request)
+        ids = await self._directory.account_ids()
+        return json_response(
+            {"data": [(await self._directory.get_account(i)).to_json() for i in ids]}
+        )
+
+    async def get_account(self, request: web.Request) -> web.Response:
+        self.check(request)
+        account = await self._directory.get_account(request.match_info["id"])
+        return json_response(account.to_json())
+
+    async def patch_account(self, request: web.Request) -> web.Response:
+        self.check(request)
+        account_id = request.match_info["id"]
+        fields = self._account_fields(await json_object(request), creating=False)
+        account = await self._directory.update_account(account_id, fields)
+        self._auth.forget(account_id=account_id)
+        return json_response(account.to_json())
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    async def create_key(self, request: web.Request) -> web.Response:
+        self.check(request)
+        body = await json_object(request)
+        key, secret = await self._directory.create_key(
+            request.match_info["id"],
+            project=string_field(body, "project", default="default"),
+            name=string_field(body, "name", default="default"),
+            rpm=limit_field(body, "rpm"),
+            tpm=limit_field(body, "tpm"),
+            models=models_field(body, "models"),
+        )
+        return json_response({**key.to_json(), "key": secret}, status=201)
+
+    async def list_keys(self, request: web.Request) -> web.Response:
+        self.check(request)
+        keys = await self._directory.list_keys(request.match_info["id"])
+        return json_response({"data": [k.to_json() for k in keys]})
+
+    async def delete_key(self, request: web.Request) -> web.Response:
+        self.check(request)
+        key_id = request.match_info["key_id"]
+        await self._directory.revoke_key(key_id)
+        self._auth.forget(key_id=key_id)
+        return json_response({"id": key_id, "deleted": True})
+
+    # -- money -----------------------------------------------------------------------------
+
+    async def _move(self, request: web.Request, kind: str) -> web.Response:
+        self.check(request)
+        account_id = request.match_info["id"]
+        await self._directory.get_account(account_id)
+        body = await json_object(request)
+        try:
+            amount = parse_usd(body.get("amount"), field="amount")
+        except ValueError as exc:
+            raise errors.InvalidRequest(str(exc), param="amount") from None
+        if amount <= 0:
+            raise errors.InvalidRequest("'amount' must be greater than zero.", param="amount")
+        order_id = string_field(body, "order_id")
+        note = body.get("note", "")
+        if not isinstance(note, str) or len(note) > 500:
+            raise errors.InvalidRequest(
+                "'note' must be a string of at most 500 characters.", param="note"
+            )
+        txn, replayed = await self._wallet.move_money(
+            account_id, kind=kind, amount=amount, order_id=order_id, note=note
+        )
+        return json_response(txn.to_json(), status=200 if replayed else 201)
+
+    async def topup(self, request: web.Request) -> web.Response:
+        return await self._move(request, "topup")
+
+    async def refund(self, request: web.Request) -> web.Response:
+        return await self._move(request, "refund")
+
+    async def wallet(self, request: web.Request) -> web.Response:
+        self.check(request)
+        account_id = request.match_info["id"]
+        await self._directory.get_account(account_id)
+        return json_response((await self._wallet.view(account_id)).to_json())
+
+    async def transactions(self, request: web.Request) -> web.Response:
+        self.check(request)
+        account_id = request.match_info["id"]
+        await self._directory.get_account(account_id)
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= 10_000:
+            raise errors.InvalidRequest(
+                "'limit' must be an integer from 1 to 10000.", param="limit"
+            )
+        rows = [t.to_json() for t in await self._wallet.transactions(account_id, limit=limit)]
+        if request.query.get("format") == "csv":
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=TXN_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+            return web.Response(text=out.getvalue(), content_type="text/csv")
+        return json_response({"data": rows})

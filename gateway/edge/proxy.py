@@ -1,0 +1,375 @@
+"""The one place that moves client traffic: auth → admit (hold) → forward → relay → settle.
+
+Money rules kept here:
+* nothing is forwarded before the admission script has placed a hold;
+* every admitted request is settled exactly once (see :mod:`gateway.billing.settler`), whatever way
+  it ends: answered, failed upstream, cut by the client, or cancelled by shutdown;
+* the cost shown to the client (``X-Usage-Cost`` or the ``: x-usage-cost`` SSE comment) is the
+  cost the settle script charged. When the request's hold covers its cost the script cannot
+  charge anything else, so the answer goes out without waiting for Redis's reply (one round
+  trip off every answer); otherwise it waits for the charge Redis reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway import errors
+from gateway.apis import Endpoint
+from gateway.apis.base import StreamTracker
+from gateway.apis.openai_usage import EventKind
+from gateway.apis.tokens import TokenCounter
+from gateway.apis.tracking import KeptBudget, partial_usage
+from gateway.billing.settler import Call, Settler
+from gateway.billing.wallet import Limits, Refusal, Wallet
+from gateway.codecs.sse import SSEBufferOverflow, SSEDecoder, comment
+from gateway.edge import ratelimit_headers, relay_read
+from gateway.edge.auth import Authenticator, Caller
+from gateway.edge.httpjson import read_body
+from gateway.edge.model_access import check_allowed
+from gateway.observability.metrics import Metrics
+from gateway.prices.holder import PricingHolder
+from gateway.settings import Settings
+from gateway.upstream.base import UpstreamRequest, UpstreamResponse
+from gateway.upstream.routing import Router
+from pricing import Usage, compute_cost, format_usd
+
+log = logging.getLogger(__name__)
+
+# Request headers never forwarded: hop-by-hop, our own auth, and what the HTTP client recomputes.
+DROP_REQUEST = frozenset({
+    "host", "authorization", "x-api-key", "content-length", "connection", "keep-alive",
+    "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection",
+    "accept-encoding", "cookie", "expect",
+})  # fmt: skip
+# Response headers never relayed: hop-by-hop, lengths we recompute, and cookies and limits of
+# our provider account (they are not the caller's business).
+DROP_RESPONSE = frozenset({
+    "connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
+    "set-cookie", "x-request-id", "date", "server",
+    # who our provider account is: not the caller's business
+    "openai-organization", "openai-project", "anthropic-organization-id",
+})  # fmt: skip
+
+
+class Proxy:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        wallet: Wallet,
+        auth: Authenticator,
+        router: Router,
+        pricing: PricingHolder,
+        counter: TokenCounter,
+        metrics: Metrics,
+        endpoints: dict[str, Endpoint],
+    ) -> None:
+        self._settings = settings
+        self._wallet = wallet
+        self._auth = auth
+        self._router = router
+        self._pricing = pricing
+        self._counter = counter
+        self._metrics = metrics
+        self._endpoints = endpoints
+        self._settler = Settler(settings=settings, wallet=wallet, metrics=metrics)
+        self._kept = KeptBudget()  # what this process's stream trackers keep unparsed
+
+    async def renew_leases(self) -> int:
+        return await self._settler.renew_leases()
+
+    async def drain(self, seconds: float = 30.0) -> None:
+        """Wait for settles still running (called on shutdown), at most ``seconds``."""
+        await self._settler.drain(seconds)
+
+    # -- entry point -----------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        endpoint = self._endpoints[route_path(request)]
+        try:
+            caller = await self._auth.authenticate(request.headers)
+            body = await read_body(request, self._settings.max_body_bytes)
+            call = self._prepare(endpoint, caller, body, request.headers.get("Content-Type", ""))
+            await self._admit(call)
+        except errors.GatewayError as exc:
+            self._metrics.rejections.labels(exc.code).inc()
+            raise
+        self._metrics.in_flight.inc()
+        try:
+            return await self._forward(request, call)
+        finally:
+            self._metrics.in_flight.dec()
+            if not call.settled:  # nothing reached the client: release the hold, charge 0
+                await self._settler.settle(
+                    call, None, status="failed", source="none", http_status=0
+                )
+
+    # -- before forwarding -----------------------------------------------------------------
+
+    def _prepare(self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str) -> Call:
+        req = endpoint.parse(body, content_type)
+        check_allowed(req.model, caller.key.models)
+        table = self._pricing.table
+        price = table.lookup(req.model)
+        if price is None or not endpoint.can_bill(price):
+            raise errors.ModelNotPriced(
+                f"The model {req.model!r} has no price for {endpoint.path} on this gateway, "
+                "so it cannot be used.",
+                param="model",
+            )
+        provider = self._router.route(req.model)
+        if provider is None:
+            raise errors.InvalidRequest(f"No provider serves the model {req.model!r}.",
+                                        param="model")  # fmt: skip
+        key, account = caller.key, caller.account
+        return Call(
+            request_id="req_" + secrets.token_hex(16),
+            caller=caller,
+            endpoint=endpoint,
+            req=req,
+            price=price,
+            provider=provider,
+            limits=Limits(key.rpm, key.tpm, account.rpm, account.tpm),
+            price_version=table.version,
+        )
+
+    async def _admit(self, call: Call) -> None:
+        worst = call.endpoint.worst_case(
+            call.req, call.price, self._counter, self._settings.default_max_output_tokens
+        )
+        hold = compute_cost(worst, call.price)
+        est_tokens = worst.total_tokens
+        t0 = time.perf_counter()
+        admitting = self._wallet.admit(
+            call.caller.account.id,
+            request_id=call.request_id,
+            key_id=call.caller.key.id,
+            hold=hold,
+            policy=call.caller.account.hold_policy,
+            est_tokens=est_tokens,
+            limits=call.limits,
+            hold_ttl_ms=self._settings.hold_ttl_ms,
+            record_ttl=self._settings.record_ttl,
+            record={
+                "meta": orjson.dumps(
+                    {
+                        "model": call.model,
+                        "key_id": call.caller.key.id,
+                        "project": call.caller.key.project,
+                        "endpoint": call.endpoint.path,
+                        "stream": call.req.stream,
+                        "price_version": call.price_version,
+                        "price_effective_from": (
+                            call.price.effective_from.isoformat()
+                            if call.price.effective_from
+                            else None
+                        ),
+                    }
+                ).decode()
+            },
+        )
+        try:
+            result = await admitting
+        except asyncio.CancelledError:
+            # The script may have run, or be on its way: settle the request at no cost in the
+            # background (after the admission, on the same connection), so a hold it placed
+            # is released now and not when it expires. Never admitted: the settle is a no-op.
+            self._settler.start(call, None, status="failed", source="none", http_status=0)
+            raise
+        self._metrics.child(self._metrics.redis, "admit").observe(time.perf_counter() - t0)
+        if isinstance(result, Refusal):
+            call.settled = True  # nothing was held
+            raise self._refusal(call, result, hold, est_tokens)
+        call.admission = result
+        self._metrics.holds.inc(result.hold / 1e9)  # a gauge for operators, not money
+        if result.hold:
+            self._settler.lease(call)
+
+    def _refusal(
+        self, call: Call, refusal: Refusal, hold: int, est_tokens: int
+    ) -> errors.GatewayError:
+        if refusal.reason == "balance":
+            return errors.InsufficientBalance(
+                f"Your balance is {format_usd(refusal.available)} USD, and this request may cost "
+                f"up to {format_usd(hold)} USD. Top up your wallet to continue."
+            )
+        retry_s = max(1, -(-refusal.retry_ms // 1000)) if refusal.retry_ms >= 0 else 60
+        message = ratelimit_headers.refusal_message(
+            call.limits, refusal.limit_index, refusal.retry_ms, est_tokens
+        )
+        return errors.RateLimited(message, headers={"Retry-After": str(retry_s)})
+
+    # -- forwarding and relaying -----------------------------------------------------------
+
+    async def _forward(self, request: web.Request, call: Call) -> web.StreamResponse:
+        body, client_wants_usage = call.endpoint.upstream_body(call.req)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST}
+        t0 = time.perf_counter()
+        upstream = await call.provider.send(
+            UpstreamRequest(path=call.endpoint.path, headers=headers, body=body)
+        )
+        try:  # from here on the answer is closed whatever happens, its connection freed
+            self._metrics.child(self._metrics.upstream, call.provider.name).observe(
+                time.perf_counter() - t0
+            )
+            content_type = upstream.headers.get("Content-Type", "")
+            if call.req.stream and upstream.status == 200 and "event-stream" in content_type:
+                return await self._relay_stream(request, call, upstream, t0, client_wants_usage)
+            return await self._relay_body(call, upstream, t0)
+        finally:
+            upstream.close()
+
+    def _response_headers(self, call: Call, upstream: UpstreamResponse) -> CIMultiDict[str]:
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, value in upstream.headers.items():
+            low = name.lower()
+            if low not in DROP_RESPONSE and not low.startswith("x-ratelimit-"):
+                out.add(name, value)
+        upstream_id = upstream.headers.get("x-request-id")
+        if upstream_id:
+            out["X-Upstream-Request-Id"] = upstream_id
+        out["X-Request-Id"] = call.request_id
+        out["X-Model"] = call.model
+        if call.admission is not None:
+            out.update(ratelimit_headers.headers(call.limits, call.admission))
+        return out
+
+    async def _relay_body(self, call: Call, upstream: UpstreamResponse, t0: float) -> web.Response:
+        data = await upstream.read()
+        call.upstream_seconds = time.perf_counter() - t0
+        usage = call.endpoint.usage_from_body(call.req, data)
+        source = "upstream"
+        if usage is None and upstream.status < 400:
+            usage = call.endpoint.estimate(
+                call.req, call.endpoint.text_from_body(data), self._counter
+            )
+            source = call.endpoint.estimate_source(call.req)
+        status = "settled" if upstream.status < 400 else "failed"
+        cost, balance = await self._charge(
+            call, usage, status=status, source=source, http_status=upstream.status
+        )
+        headers = self._response_headers(call, upstream)
+        headers["X-Usage-Cost"] = format_usd(cost)
+        headers["X-Total-Tokens"] = str(usage.total_tokens if usage else 0)
+        if balance is not None:
+            headers["X-Balance-Remaining"] = format_usd(balance)
+        return web.Response(status=upstream.status, body=data, headers=headers)
+
+    async def _relay_stream(
+        self,
+        request: web.Request,
+        call: Call,
+        upstream: UpstreamResponse,
+        t0: float,
+        client_wants_usage: bool,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=upstream.status, headers=self._response_headers(call, upstream)
+        )
+        decoder = SSEDecoder()
+        tracker = call.endpoint.new_tracker(self._kept)
+        strip = not client_wants_usage
+        endpoint = call.endpoint
+        rewrite = endpoint.rewrite_event
+        source = "estimated"  # until the stream ends as it should
+        finished = False
+        try:
+            await response.prepare(request)
+            async for chunk in upstream.iter_chunks():
+                mark = tracker.mark()
+                plain, events = relay_read.take(decoder, tracker, endpoint, chunk, strip)
+                if not (plain or events):
+                    continue
+                out = [plain] if plain else []
+                for event in events:
+                    kind = tracker.feed(event)
+                    if kind is EventKind.USAGE_ONLY and strip:
+                        continue
+                    if kind is EventKind.DONE and not finished:
+                        call.upstream_seconds = time.perf_counter() - t0
+                        source = "upstream" if tracker.usage is not None else "estimated"
+                        cost = await self._settle_stream(call, tracker, source)
+                        out.append(comment(f"x-usage-cost {format_usd(cost)}"))
+                        finished = True
+                    out.append(rewrite(event.raw, kind, strip))
+                try:
+                    await response.write(b"".join(out))
+                except (ConnectionResetError, asyncio.CancelledError) as exc:
+                    if not finished:  # this batch never reached the client
+                        tracker.truncate(mark)
+                        source = "partial"
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    break
+            else:
+                tail = decoder.flush()
+                for event in tail:
+                    tracker.feed(event)
+                if tail:
+                    await response.write(b"".join(e.raw for e in tail))
+                if not finished:  # ended without its final event: trust usage if it came
+                    source = "upstream" if tracker.usage is not None else "estimated"
+        except (errors.UpstreamError, errors.UpstreamTimeout) as exc:
+            log.warning("stream %s broke upstream: %s", call.request_id, exc.message)
+            source = "estimated"
+        except SSEBufferOverflow as exc:  # an event that never ends: the stream is unusable
+            log.warning("stream %s: the upstream sent %s", call.request_id, exc)
+            source = "estimated"
+        except ConnectionResetError:
+            source = "partial"
+        except asyncio.CancelledError:
+            # The client went away (aiohttp cancels the handler) or the server is shutting
+            # down: either way the client got what was written, and that is what it pays for.
+            if not finished:
+                source = "partial"
+            raise
+        finally:
+            tracker.release()
+            if not call.settled:
+                call.upstream_seconds = time.perf_counter() - t0
+                cost = await self._settle_stream(call, tracker, source)
+                if source != "partial":
+                    with contextlib.suppress(ConnectionResetError, RuntimeError):
+                        await response.write(comment(f"x-usage-cost {format_usd(cost)}"))
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+    async def _settle_stream(self, call: Call, tracker: StreamTracker, source: str) -> int:
+        usage = tracker.usage if source == "upstream" else None
+        if usage is None:
+            estimate = call.endpoint.estimate(call.req, tracker.text, self._counter)
+            usage = partial_usage(tracker.usage, estimate)
+        cost, _ = await self._charge(call, usage, status="settled", source=source,
+                                     http_status=200)  # fmt: skip
+        return cost
+
+    async def _charge(
+        self, call: Call, usage: Usage | None, *, status: str, source: str, http_status: int
+    ) -> tuple[int, int | None]:
+        """Settle; (cost, balance after) for the answer. When the settle can only charge its cost,
+        the answer does not wait for Redis's reply: the settle finishes in its own task, and
+        this process's reads of the wallet wait for it. The balance is then the admission's
+        view of it less this charge (exact unless other requests of the account overlapped)."""
+        settling = self._settler.start(
+            call, usage, status=status, source=source, http_status=http_status
+        )
+        admission = call.admission
+        if settling.certain and admission is not None:
+            return settling.cost, admission.available + admission.hold - settling.cost
+        return await asyncio.shield(settling.task)
+
+
+def route_path(request: web.Request) -> str:
+    """The client's path below /v1, which is also the provider's."""
+    path = request.path
+    return path[3:] if path.startswith("/v1/") else path

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus, shared across worker processes) and logs."""

@@ -1,0 +1,136 @@
+"""Prometheus metrics, registered on an injected registry (one per app, one per test).
+
+Labels stay low-cardinality: model names come from the price table (unpriced models are
+refused before any label is made), never account or key ids. With several workers each one
+counts in its own process and every worker's /metrics shows the whole server (see
+:mod:`gateway.observability.metrics_share`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.exposition import generate_latest
+
+from gateway.observability.loop_metrics import LoopCounter, LoopGauge, LoopHistogram
+from gateway.observability.metrics_share import SharedMetrics
+from pricing import Usage
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                   10, 30, 60, 120, 300)  # fmt: skip
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05,
+                    0.1, 0.25, 1)  # fmt: skip
+REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2)
+# How a gauge's values merge over workers (prometheus-client's multiprocess_mode); "live"
+# modes count live workers only. See gateway.observability.metrics_share.
+GaugeMode = Literal["sum", "livesum", "min", "livemin", "max", "livemax", "all", "liveall"]
+
+
+class Metrics:
+    """The gateway's metrics on ``registry``; with ``shared_dir`` (``tollgate serve --workers
+    N``) also published there for the other workers, and merged with theirs on /metrics."""
+
+    def __init__(self, registry: CollectorRegistry, shared_dir: Path | None = None) -> None:
+        self.registry = registry
+        self.gauge_modes: dict[str, str] = {}  # how workers' values merge, by gauge name
+        r = registry
+        # Updated on every request: lock-free (observability.loop_metrics). The rest: rarely.
+        self.requests = LoopCounter("tollgate_requests", "Metered requests by outcome.",
+                                    ["model", "provider", "status"], r)  # fmt: skip
+        self.tokens = LoopCounter("tollgate_tokens", "Tokens billed, by type.", ["model", "type"],
+                                  r)  # fmt: skip
+        self.cost = LoopCounter("tollgate_cost_usd", "USD charged (for dashboards; the ledger "
+                                "is exact).", ["model"], r)  # fmt: skip
+        self.rejections = LoopCounter("tollgate_rejections", "Requests refused before "
+                                      "forwarding, by reason.", ["reason"], r)  # fmt: skip
+        self.duration = LoopHistogram("tollgate_request_duration_seconds",
+                                      "Time from request to the last byte of the answer.",
+                                      buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.overhead = LoopHistogram("tollgate_overhead_seconds",
+                                      "Time in the gateway minus time waiting on the upstream.",
+                                      buckets=OVERHEAD_BUCKETS, registry=r)  # fmt: skip
+        self.upstream = LoopHistogram("tollgate_upstream_seconds",
+                                      "Time until the upstream's answer headers, by provider.",
+                                      ["provider"], buckets=LATENCY_BUCKETS,
+                                      registry=r)  # fmt: skip
+        self.redis = LoopHistogram("tollgate_redis_seconds",
+                                   "Latency of the wallet's Redis scripts.", ["op"],
+                                   buckets=REDIS_BUCKETS, registry=r)  # fmt: skip
+        self.shortfall = LoopCounter("tollgate_strict_shortfall_usd",
+                                     "USD a strict wallet could not pay (its charge was cut).",
+                                     (), r)  # fmt: skip
+        self.in_flight = self._loop_gauge("tollgate_in_flight_requests",
+                                          "Requests being served.", "livesum")  # fmt: skip
+        self.holds = self._loop_gauge("tollgate_holds_outstanding_usd",
+                                      "USD held for requests in flight in this server.",
+                                      "livesum")  # fmt: skip
+        self.pricing_info = self._gauge("tollgate_pricing_info",
+                                        "The price table in force (value 1).", "liveall",
+                                        ["version"])  # fmt: skip
+        self.pricing_reloads = Counter("tollgate_pricing_reloads",
+                                       "Price table reloads, by result (ok or error).",
+                                       ["result"], registry=r)  # fmt: skip
+        self.pricing_reload_ok = self._gauge("tollgate_pricing_last_reload_ok",
+                                             "1 if the last pricing reload succeeded, else 0.",
+                                             "livemin")  # fmt: skip
+        self.pricing_reload_ok.set(1)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.shared = SharedMetrics(registry, shared_dir, self.gauge_modes) if shared_dir else None
+
+    def _gauge(self, name: str, doc: str, mode: GaugeMode, labels: Sequence[str] = ()) -> Gauge:
+        self.gauge_modes[name] = mode
+        return Gauge(name, doc, labels, multiprocess_mode=mode, registry=self.registry)
+
+    def _loop_gauge(self, name: str, doc: str, mode: GaugeMode) -> LoopGauge:
+        self.gauge_modes[name] = mode
+        return LoopGauge(name, doc, (), self.registry)
+
+    async def publishing(self, _app: object) -> AsyncIterator[None]:
+        """For ``app.cleanup_ctx``, ahead of anything that updates metrics while it stops:
+        with several workers, publish this worker's figures every interval and a last time
+        once everything else has shut down."""
+        if self.shared is None:
+            yield
+            return
+        async with self.shared.running():
+            yield
+
+    def set_pricing_version(self, version: str) -> None:
+        self.pricing_info.clear()
+        self.pricing_info.labels(version).set(1)
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: labels() costs microseconds on every request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def request_done(self, model: str, provider: str, status: str, usage: Usage,
+                     cost_usd: float, seconds: float, overhead: float) -> None:  # fmt: skip
+        child = self.child
+        child(self.requests, model, provider, status).inc()
+        for kind, n in (
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cache_read", usage.cache_read_tokens),
+            ("cache_write", usage.cache_write_tokens + usage.cache_write_1h_tokens),
+            ("reasoning", usage.reasoning_tokens),
+        ):
+            if n:
+                child(self.tokens, model, kind).inc(n)
+        if cost_usd:
+            child(self.cost, model).inc(cost_usd)
+        self.duration.observe(seconds)
+        self.overhead.observe(overhead)
+
+
+def exposition(metrics: Metrics) -> bytes:
+    """The text for /metrics: this worker's, or with several workers the whole server's."""
+    if metrics.shared is not None:
+        return metrics.shared.exposition()
+    return generate_latest(metrics.registry)

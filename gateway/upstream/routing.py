@@ -1,0 +1,24 @@
+"""Which provider serves a model: the first provider whose globs match, in config order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+
+from gateway.upstream.base import Provider
+
+
+class Router:
+    def __init__(self, routes: Sequence[tuple[tuple[str, ...], Provider]]) -> None:
+        self._routes = list(routes)
+        self._cache: dict[str, Provider | None] = {}
+
+    def route(self, model: str) -> Provider | None:
+        if model in self._cache:
+            return self._cache[model]
+        found = next(
+            (p for globs, p in self._routes if any(fnmatchcase(model, g) for g in globs)), None
+        )
+        if len(self._cache) < 4096:  # model names come from clients: bound the cache
+            self._cache[model] = found
+        return found
