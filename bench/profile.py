@@ -63,7 +63,10 @@ def short(frame: str) -> str:
 
 LOOP_FRAMES = ("run_app (aiohttp/web.py)", "run_forever", "run_until_complete")
 WRAPPERS = (
-    "<module> ", "main (gateway/cli/main.py)", "serve (gateway/cli/main.py)", "_run_worker ("
+    "<module> ",
+    "main (gateway/cli/main.py)",
+    "serve (gateway/cli/main.py)",
+    "_run_worker (",
 )
 
 
