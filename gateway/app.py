@@ -30,16 +30,17 @@ from gateway.edge.model_access import model_list
 from gateway.edge.proxy import Proxy
 from gateway.observability.metrics import Metrics, exposition
 from gateway.prices.holder import PricingHolder
+from gateway.prices.loading import load_pricing
 from gateway.prices.reload import PricingReloader
 from gateway.settings import Settings
 from gateway.store.breaker import Breaker
-from gateway.upstream.anthropic import AnthropicProvider
-from gateway.upstream.base import Provider
-from gateway.upstream.http import OpenAICompatibleProvider
+from gateway.upstream.anthropic_provider import AnthropicProvider
 from gateway.upstream.http1 import Pool
 from gateway.upstream.mock import MockProvider
+from gateway.upstream.openai_compatible import OpenAICompatibleProvider
+from gateway.upstream.provider import Provider
 from gateway.upstream.routing import Router
-from pricing import PriceTable, format_usd, load_pricing
+from pricing import PriceTable, format_usd
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -110,88 +111,97 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str]) -> Setti
     return parse_settings(data, source=source, base_dir=Path(path).resolve().parent, env=env)
 
 
+class _Fields:
+    """Typed reads of the config mapping's fields, each failing with the field's name."""
+
+    def __init__(self, data: dict[Any, Any], source: str, base_dir: Path) -> None:
+        self.data, self.source, self.base_dir = data, source, base_dir
+
+    def fail(self, field_name: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {field_name}: {problem}")
+
+    def path(self, name: str, default: str) -> Path:
+        value = self.data.get(name, default)
+        if not isinstance(value, str) or not value:
+            raise self.fail(name, "must be a non-empty path")
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+    # Durations (seconds) and counts only: no money is configured in this file.
+    def seconds(self, name: str, default: float) -> float:
+        value = self.data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self.fail(name, "must be a positive number")
+        return float(value)
+
+    def count(self, name: str, default: int) -> int:
+        value = self.data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.fail(name, "must be a positive whole number")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.data.get(name, default)
+        if value not in choices:
+            raise self.fail(name, f"must be one of {', '.join(choices)}")
+        return str(value)
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.data.get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, "must be true or false")
+        return value
+
+
 def parse_settings(
     data: object, *, source: str, base_dir: Path, env: Mapping[str, str]
 ) -> Settings:
-    def fail(field_name: str, problem: str) -> ConfigError:
-        return ConfigError(f"{source}: {field_name}: {problem}")
-
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the file must be a YAML mapping")
+    f = _Fields(data, source, base_dir)
     for key in data:
         if key not in _TOP_LEVEL:
-            raise fail(str(key), f"unknown field; expected one of {', '.join(sorted(_TOP_LEVEL))}")
+            expected = ", ".join(sorted(_TOP_LEVEL))
+            raise f.fail(str(key), f"unknown field; expected one of {expected}")
 
     redis_url = data.get("redis_url")
     if redis_url is not None and not isinstance(redis_url, str):
-        raise fail("redis_url", "must be a string like redis://host:6379/0 or null")
+        raise f.fail("redis_url", "must be a string like redis://host:6379/0 or null")
     redis_url = env.get("TOLLGATE_REDIS_URL") or redis_url
 
-    def path_field(name: str, default: str) -> Path:
-        value = data.get(name, default)
-        if not isinstance(value, str) or not value:
-            raise fail(name, "must be a non-empty path")
-        p = Path(value)
-        return p if p.is_absolute() else base_dir / p
-
-    # Durations (seconds) and counts only: no money is configured in this file.
-    def seconds_field(name: str, default: float) -> float:
-        value = data.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise fail(name, "must be a positive number")
-        return float(value)
-
-    def count_field(name: str, default: int) -> int:
-        value = data.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise fail(name, "must be a positive whole number")
-        return value
-
-    def choice_field(name: str, choices: tuple[str, ...], default: str) -> str:
-        value = data.get(name, default)
-        if value not in choices:
-            raise fail(name, f"must be one of {', '.join(choices)}")
-        return str(value)
-
-    def bool_field(name: str, default: bool) -> bool:
-        value = data.get(name, default)
-        if not isinstance(value, bool):
-            raise fail(name, "must be true or false")
-        return value
-
     providers = tuple(
-        _parse_provider(item, f"providers[{i}]", fail, env)
-        for i, item in enumerate(_list(data.get("providers", []), "providers", fail))
+        _parse_provider(item, f"providers[{i}]", f.fail, env)
+        for i, item in enumerate(_list(data.get("providers", []), "providers", f.fail))
     )
     names = [p.name for p in providers]
     for name in names:
         if names.count(name) > 1:
-            raise fail("providers", f"duplicate provider name {name!r}")
+            raise f.fail("providers", f"duplicate provider name {name!r}")
 
     return Settings(
         source=source,
         redis_url=redis_url,
-        data_dir=path_field("data_dir", ".tollgate"),
-        pricing_file=path_field("pricing_file", "pricing.yaml"),
+        data_dir=f.path("data_dir", ".tollgate"),
+        pricing_file=f.path("pricing_file", "pricing.yaml"),
         providers=providers,
         admin_token=env.get("TOLLGATE_ADMIN_TOKEN") or None,
-        max_body_bytes=count_field("max_body_bytes", 8 * 1024 * 1024),
-        connect_timeout=seconds_field("connect_timeout", 10.0),
-        read_timeout=seconds_field("read_timeout", 600.0),
-        hold_ttl=seconds_field("hold_ttl", 300.0),
-        record_ttl=count_field("record_ttl", 7 * 86400),
-        shutdown_timeout=seconds_field("shutdown_timeout", 30.0),
-        redis_cluster=bool_field("redis_cluster", False),
-        redis_timeout=seconds_field("redis_timeout", 2.0),
-        first_byte_timeout=seconds_field("first_byte_timeout", 600.0),
-        total_timeout=seconds_field("total_timeout", 3600.0),
-        pool_size=count_field("pool_size", 1000),
-        pricing_poll_interval=seconds_field("pricing_poll_interval", 2.0),
-        log_format=choice_field("log_format", ("json", "text"), "json"),
-        default_max_output_tokens=count_field("default_max_output_tokens", 4096),
-        aliases=_parse_aliases(data.get("aliases"), fail),
+        max_body_bytes=f.count("max_body_bytes", 8 * 1024 * 1024),
+        connect_timeout=f.seconds("connect_timeout", 10.0),
+        read_timeout=f.seconds("read_timeout", 600.0),
+        hold_ttl=f.seconds("hold_ttl", 300.0),
+        record_ttl=f.count("record_ttl", 7 * 86400),
+        shutdown_timeout=f.seconds("shutdown_timeout", 30.0),
+        redis_cluster=f.flag("redis_cluster", False),
+        redis_timeout=f.seconds("redis_timeout", 2.0),
+        first_byte_timeout=f.seconds("first_byte_timeout", 600.0),
+        total_timeout=f.seconds("total_timeout", 3600.0),
+        pool_size=f.count("pool_size", 1000),
+        pricing_poll_interval=f.seconds("pricing_poll_interval", 2.0),
+        log_format=f.choice("log_format", ("json", "text"), "json"),
+        default_max_output_tokens=f.count("default_max_output_tokens", 4096),
+        aliases=_parse_aliases(data.get("aliases"), f.fail),
     )
 
 

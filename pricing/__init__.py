@@ -1,6 +1,6 @@
 """Exact prices and costs for Tollgate: parse a pricing file, price a request's usage.
 
-Pure apart from ``load_pricing`` reading one file. Money is integer nanodollars
+Pure: no I/O (``gateway.prices.loading`` reads the file). Money is integer nanodollars
 (``UNITS_PER_USD`` per dollar); ``parse_usd``/``format_usd`` convert at the edges. A price may
 be scheduled (``effective_from``): ``PriceTable.lookup(model, at)`` picks the one in force.
 ``pricing.litellm`` converts LiteLLM's price map into a pricing file.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pricing.cost import compute_cost
 from pricing.money import UNITS_PER_USD, format_usd, parse_usd
-from pricing.parse import PricingError, load_pricing, parse_pricing
+from pricing.parse import PricingError, parse_pricing
 from pricing.prices import ModelPrice, PriceNotFound, PriceTier
 from pricing.table import PriceTable
 from pricing.usage import Usage
@@ -25,7 +25,6 @@ __all__ = [
     "Usage",
     "compute_cost",
     "format_usd",
-    "load_pricing",
     "parse_pricing",
     "parse_usd",
 ]

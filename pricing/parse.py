@@ -10,7 +10,6 @@ refused file is noticed at start-up.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -23,7 +22,7 @@ from pricing.money import decimal_to_units
 from pricing.prices import ModelPrice, PriceTier
 from pricing.table import PriceTable
 
-__all__ = ["PricingError", "load_pricing", "parse_pricing"]
+__all__ = ["PricingError", "parse_pricing"]
 
 
 class PricingError(ValueError):
@@ -32,19 +31,6 @@ class PricingError(ValueError):
     The message is one line: ``"<source>: models.<model>.<field>: <problem>"``, or
     ``"<source>: <problem>"`` for problems with the file as a whole.
     """
-
-
-def load_pricing(path: str | os.PathLike[str]) -> PriceTable:
-    """Read and parse a pricing file; the only function in ``pricing`` that does I/O."""
-    source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise PricingError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise PricingError(f"{source}: cannot read: not UTF-8 ({exc.reason})") from None
-    return parse_pricing(text, source=source)
 
 
 def parse_pricing(text: str, *, source: str) -> PriceTable:

@@ -9,9 +9,8 @@ from typing import Any, Protocol
 import orjson
 
 from gateway import errors
-from gateway.apis.openai_usage import EventKind
 from gateway.apis.tokens import TokenCounter
-from gateway.apis.tracking import KeptBudget
+from gateway.apis.tracking import EventKind, KeptBudget
 from gateway.codecs.sse import SSEEvent
 from gateway.edge.httpjson import parse_object
 from pricing import ModelPrice, Usage

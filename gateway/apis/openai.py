@@ -7,9 +7,10 @@ from typing import Any
 import orjson
 
 from gateway.apis.base import Endpoint, ParsedRequest, StreamTracker, positive_int
-from gateway.apis.openai_usage import EventKind, OpenAIStreamTracker, usage_from_openai_body
+from gateway.apis.openai_stream import OpenAIStreamTracker
+from gateway.apis.openai_usage import usage_from_openai_body
 from gateway.apis.tokens import TokenCounter
-from gateway.apis.tracking import KeptBudget
+from gateway.apis.tracking import EventKind, KeptBudget
 from pricing import ModelPrice, Usage
 
 USAGE_NULL_SUFFIX = b',"usage":null}'

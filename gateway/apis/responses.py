@@ -13,8 +13,7 @@ from typing import Any
 
 from gateway import errors
 from gateway.apis.base import Endpoint, ParsedRequest, StreamTracker
-from gateway.apis.openai_usage import EventKind
-from gateway.apis.tracking import KeptBudget, TextTracker, body_json, count, event_json
+from gateway.apis.tracking import EventKind, KeptBudget, TextTracker, body_json, count, event_json
 from gateway.codecs.sse import SSEEvent
 from pricing import Usage
 

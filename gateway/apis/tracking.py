@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,15 @@ from gateway.codecs.sse import SSEEvent
 from pricing import Usage
 
 
+class EventKind(enum.Enum):
+    """What one event of an OpenAI stream is, as far as relaying and billing care."""
+
+    CHUNK = "chunk"  # a completion chunk (``choices`` is a list)
+    USAGE_ONLY = "usage_only"  # the extra chunk ``stream_options.include_usage`` adds
+    DONE = "done"  # ``data: [DONE]``
+    OTHER = "other"  # comments, events without data, errors, anything not a chunk
+
+
 class KeptBudget:
     """The bytes that one process's stream trackers keep unparsed (see
     ``OpenAIStreamTracker``), and how many they may keep in all.
@@ -18,8 +28,8 @@ class KeptBudget:
     A tracker parses what it kept once that passes its own ``LAZY_LIMIT`` only while the
     process keeps more than ``limit`` in all, or once it passes ``ceiling`` by itself: so a
     long stream is not parsed for nothing (its usage usually comes, and then its text is never
-    read) while memory stays bounded across streams. A parse holds the event loop for what it
-    parses (~22 ms per MiB on the bench box): the ceiling bounds that pause. Counts are of
+    read) while memory stays bounded across streams. A parse holds the event loop for as long
+    as what it parses is big: the ceiling bounds that pause. Counts are of
     the blocks' bytes; chunks kept one by one (as ``str``) can take up to ~4x that in memory.
     """
 

@@ -26,7 +26,7 @@ from gateway.billing.wallet import MAX_UNITS, Admission, Limits, Settlement, Wal
 from gateway.edge.auth import Caller
 from gateway.observability.metrics import Metrics
 from gateway.settings import Settings
-from gateway.upstream.base import Provider
+from gateway.upstream.provider import Provider
 from pricing import ModelPrice, Usage, compute_cost, format_usd
 
 log = logging.getLogger("gateway.edge.proxy")

@@ -24,12 +24,13 @@ from gateway.app import create_app
 from gateway.billing.lua_scripts import all_sources
 from gateway.cli.pricing import add_pricing_parser, run_pricing
 from gateway.observability.logs import configure_logging
+from gateway.prices.loading import load_pricing
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.store.clients import make_redis
 from gateway.store.embedded import EmbeddedRedis
 from gateway.store.fast_client import FastScripts
 from gateway.store.keys import admin_token_hash
-from pricing import PricingError, load_pricing
+from pricing import PricingError
 
 log = logging.getLogger("tollgate")
 DEFAULT_CONFIG = "config/gateway.yaml"
@@ -157,8 +158,8 @@ async def _admin_token(settings: Settings) -> str:
 
 async def _freeze_heap(_: web.Application) -> None:
     """After start-up (tokenizer loaded), move every object into the collector's permanent
-    generation: a full collection would otherwise walk tiktoken's tables, a ~90 ms pause on
-    this VM, whenever one is due under load."""
+    generation: a full collection would otherwise walk tiktoken's large tables, a pause of
+    tens of milliseconds, whenever one is due under load."""
     gc.collect()
     gc.freeze()
 

@@ -14,7 +14,8 @@ import argparse
 import sys
 from typing import Any
 
-from pricing import ModelPrice, PriceTable, PricingError, format_usd, load_pricing, parse_pricing
+from gateway.prices.loading import load_pricing
+from pricing import ModelPrice, PriceTable, PricingError, format_usd, parse_pricing
 from pricing.instants import format_instant
 from pricing.litellm import convert_litellm
 from pricing.prices import PriceTier

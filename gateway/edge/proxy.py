@@ -13,7 +13,6 @@ Money rules kept here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -25,20 +24,19 @@ from multidict import CIMultiDict
 from gateway import errors
 from gateway.apis import Endpoint
 from gateway.apis.base import StreamTracker
-from gateway.apis.openai_usage import EventKind
 from gateway.apis.tokens import TokenCounter
 from gateway.apis.tracking import KeptBudget, partial_usage
 from gateway.billing.settler import Call, Settler
 from gateway.billing.wallet import Limits, Refusal, Wallet
-from gateway.codecs.sse import SSEBufferOverflow, SSEDecoder, comment
-from gateway.edge import ratelimit_headers, relay_read
+from gateway.edge import ratelimit_headers
 from gateway.edge.auth import Authenticator, Caller
 from gateway.edge.httpjson import read_body
 from gateway.edge.model_access import check_allowed
+from gateway.edge.stream_relay import StreamRelay
 from gateway.observability.metrics import Metrics
 from gateway.prices.holder import PricingHolder
 from gateway.settings import Settings
-from gateway.upstream.base import UpstreamRequest, UpstreamResponse
+from gateway.upstream.provider import UpstreamRequest, UpstreamResponse
 from gateway.upstream.routing import Router
 from pricing import Usage, compute_cost, format_usd
 
@@ -223,7 +221,11 @@ class Proxy:
             )
             content_type = upstream.headers.get("Content-Type", "")
             if call.req.stream and upstream.status == 200 and "event-stream" in content_type:
-                return await self._relay_stream(request, call, upstream, t0, client_wants_usage)
+                relay = StreamRelay(
+                    call, upstream, started=t0, client_wants_usage=client_wants_usage,
+                    kept=self._kept, settle=self._settle_stream,
+                )  # fmt: skip
+                return await relay.run(request, self._response_headers(call, upstream))
             return await self._relay_body(call, upstream, t0)
         finally:
             upstream.close()
@@ -263,86 +265,6 @@ class Proxy:
         if balance is not None:
             headers["X-Balance-Remaining"] = format_usd(balance)
         return web.Response(status=upstream.status, body=data, headers=headers)
-
-    async def _relay_stream(
-        self,
-        request: web.Request,
-        call: Call,
-        upstream: UpstreamResponse,
-        t0: float,
-        client_wants_usage: bool,
-    ) -> web.StreamResponse:
-        response = web.StreamResponse(
-            status=upstream.status, headers=self._response_headers(call, upstream)
-        )
-        decoder = SSEDecoder()
-        tracker = call.endpoint.new_tracker(self._kept)
-        strip = not client_wants_usage
-        endpoint = call.endpoint
-        rewrite = endpoint.rewrite_event
-        source = "estimated"  # until the stream ends as it should
-        finished = False
-        try:
-            await response.prepare(request)
-            async for chunk in upstream.iter_chunks():
-                mark = tracker.mark()
-                plain, events = relay_read.take(decoder, tracker, endpoint, chunk, strip)
-                if not (plain or events):
-                    continue
-                out = [plain] if plain else []
-                for event in events:
-                    kind = tracker.feed(event)
-                    if kind is EventKind.USAGE_ONLY and strip:
-                        continue
-                    if kind is EventKind.DONE and not finished:
-                        call.upstream_seconds = time.perf_counter() - t0
-                        source = "upstream" if tracker.usage is not None else "estimated"
-                        cost = await self._settle_stream(call, tracker, source)
-                        out.append(comment(f"x-usage-cost {format_usd(cost)}"))
-                        finished = True
-                    out.append(rewrite(event.raw, kind, strip))
-                try:
-                    await response.write(b"".join(out))
-                except (ConnectionResetError, asyncio.CancelledError) as exc:
-                    if not finished:  # this batch never reached the client
-                        tracker.truncate(mark)
-                        source = "partial"
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    break
-            else:
-                tail = decoder.flush()
-                for event in tail:
-                    tracker.feed(event)
-                if tail:
-                    await response.write(b"".join(e.raw for e in tail))
-                if not finished:  # ended without its final event: trust usage if it came
-                    source = "upstream" if tracker.usage is not None else "estimated"
-        except (errors.UpstreamError, errors.UpstreamTimeout) as exc:
-            log.warning("stream %s broke upstream: %s", call.request_id, exc.message)
-            source = "estimated"
-        except SSEBufferOverflow as exc:  # an event that never ends: the stream is unusable
-            log.warning("stream %s: the upstream sent %s", call.request_id, exc)
-            source = "estimated"
-        except ConnectionResetError:
-            source = "partial"
-        except asyncio.CancelledError:
-            # The client went away (aiohttp cancels the handler) or the server is shutting
-            # down: either way the client got what was written, and that is what it pays for.
-            if not finished:
-                source = "partial"
-            raise
-        finally:
-            tracker.release()
-            if not call.settled:
-                call.upstream_seconds = time.perf_counter() - t0
-                cost = await self._settle_stream(call, tracker, source)
-                if source != "partial":
-                    with contextlib.suppress(ConnectionResetError, RuntimeError):
-                        await response.write(comment(f"x-usage-cost {format_usd(cost)}"))
-        with contextlib.suppress(ConnectionResetError):
-            await response.write_eof()
-        return response
 
     async def _settle_stream(self, call: Call, tracker: StreamTracker, source: str) -> int:
         usage = tracker.usage if source == "upstream" else None

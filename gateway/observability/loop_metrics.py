@@ -1,8 +1,9 @@
 """Counters, gauges and histograms for the request path: plain numbers, no locks.
 
 prometheus-client guards every update with a lock, since threads may share a metric, and a
-histogram finds its bucket with a loop in Python: about 15 µs of the ~15 updates a request
-makes (``python -m bench.metrics_calls``). A worker updates these only from its event loop's
+histogram finds its bucket with a loop in Python: a visible share of a request's cost at the
+~15 updates a request makes (``bench/HISTORY.md``). A worker updates
+these only from its event loop's
 thread, so they keep plain Python numbers, find a bucket with ``bisect``, and hand
 prometheus-client finished families when the registry collects them: the same names and
 samples (``_total``, ``_bucket``, ``_count``, ``_sum``, ``_created``) as its own metrics.

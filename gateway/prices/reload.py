@@ -15,7 +15,8 @@ from pathlib import Path
 
 from gateway.observability.metrics import Metrics
 from gateway.prices.holder import PricingHolder
-from pricing import PricingError, load_pricing
+from gateway.prices.loading import load_pricing
+from pricing import PricingError
 
 log = logging.getLogger(__name__)
 

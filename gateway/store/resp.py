@@ -2,8 +2,7 @@
 
 Used by :mod:`gateway.store.fast_client` on the hot path (two script calls per request), where
 redis-py's general machinery costs more than the round trip itself. Both directions run in
-hiredis's C codec: in Python they took ~8 µs to encode a script call and ~11 µs to parse the
-admission's 12-item reply; hiredis takes ~3 and ~0.6 (``bench/README.md``).
+hiredis's C codec, several times faster than the same work in Python (``bench/HISTORY.md``).
 """
 
 from __future__ import annotations

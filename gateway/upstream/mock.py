@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 
 from gateway.apis.tokens import PER_MESSAGE, PER_REPLY, TokenCounter
-from gateway.upstream.base import UpstreamRequest
 from gateway.upstream.mock_anthropic import messages_answer
 from gateway.upstream.mock_common import (
     JSON_HEADERS,
@@ -37,6 +36,7 @@ from gateway.upstream.mock_common import (
 )
 from gateway.upstream.mock_media import images_answer, transcription_answer
 from gateway.upstream.mock_responses import responses_answer
+from gateway.upstream.provider import UpstreamRequest
 
 __all__ = ["MockAnswer", "MockProvider", "answer", "error_answer"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
-from gateway.upstream.base import Provider
+from gateway.upstream.provider import Provider
 
 
 class Router:

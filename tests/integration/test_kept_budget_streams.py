@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.apis.openai_usage import OpenAIStreamTracker
+from gateway.apis.openai_stream import OpenAIStreamTracker
 from gateway.app import PROXY
 from tests.integration.conftest import Gateway
 from tests.support.fake_upstream import FakeUpstream

@@ -9,8 +9,8 @@ import random
 import orjson
 
 from gateway.apis.openai import ChatCompletions
-from gateway.apis.openai_usage import EventKind, OpenAIStreamTracker
-from gateway.apis.tracking import KeptBudget, TrackerMark
+from gateway.apis.openai_stream import OpenAIStreamTracker
+from gateway.apis.tracking import EventKind, KeptBudget, TrackerMark
 from gateway.codecs.sse import SSEDecoder, SSEEvent, plain_events
 from gateway.edge.relay_read import take
 

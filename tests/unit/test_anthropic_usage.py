@@ -7,13 +7,13 @@ import random
 import orjson
 import pytest
 
-from gateway.apis.anthropic import (
+from gateway.apis.anthropic_usage import (
     AnthropicStreamTracker,
     read_anthropic_usage,
     usage_from_anthropic,
 )
-from gateway.apis.openai_usage import EventKind
 from gateway.apis.tokens import TokenCounter
+from gateway.apis.tracking import EventKind
 from gateway.codecs.sse import SSEDecoder
 from gateway.upstream.mock_anthropic import messages_answer
 from pricing import Usage

@@ -3,7 +3,7 @@ a long stream is parsed at marks only while the process keeps too much, or past 
 
 from __future__ import annotations
 
-from gateway.apis.openai_usage import OpenAIStreamTracker
+from gateway.apis.openai_stream import OpenAIStreamTracker
 from gateway.apis.tracking import KeptBudget
 from tests.support.plain_runs import chunk_line, split_blocks
 

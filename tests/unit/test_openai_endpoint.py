@@ -4,7 +4,7 @@ import orjson
 
 from gateway.apis.base import ParsedRequest
 from gateway.apis.openai import ChatCompletions
-from gateway.apis.openai_usage import EventKind
+from gateway.apis.tracking import EventKind
 
 
 def test_stream_always_asks_for_usage_and_remembers_the_clients_choice() -> None:

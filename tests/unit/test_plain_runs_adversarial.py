@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from gateway.apis.openai import ChatCompletions
-from gateway.apis.openai_usage import EventKind, OpenAIStreamTracker
+from gateway.apis.openai_stream import OpenAIStreamTracker
+from gateway.apis.tracking import EventKind
 from gateway.codecs.sse import SSEDecoder
 from gateway.edge.relay_read import take
 from tests.support.plain_runs import chunk_line, decode_both_ways, relay

@@ -11,7 +11,8 @@ import pytest
 
 from gateway.cli.main import main
 from gateway.cli.pricing import pricing_command
-from pricing import load_pricing, parse_pricing
+from gateway.prices.loading import load_pricing
+from pricing import parse_pricing
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pricing import ModelPrice, PriceTable, PricingError, load_pricing, parse_pricing
+from gateway.prices.loading import load_pricing
+from pricing import ModelPrice, PriceTable, PricingError, parse_pricing
 from tests.support.pricing_errors import pricing_error
 
 CONTRACT_EXAMPLE = """\

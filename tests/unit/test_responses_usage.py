@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.apis.openai_usage import EventKind
 from gateway.apis.responses import ResponsesStreamTracker, usage_from_responses
 from gateway.apis.tokens import TokenCounter
+from gateway.apis.tracking import EventKind
 from gateway.codecs.sse import SSEDecoder
 from gateway.upstream.mock_responses import responses_answer
 from pricing import Usage

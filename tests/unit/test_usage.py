@@ -6,13 +6,9 @@ import random
 import orjson
 import pytest
 
-from gateway.apis.openai_usage import (
-    EventKind,
-    OpenAIStreamTracker,
-    usage_from_openai,
-    usage_from_openai_body,
-)
-from gateway.apis.tracking import TrackerMark
+from gateway.apis.openai_stream import OpenAIStreamTracker
+from gateway.apis.openai_usage import usage_from_openai, usage_from_openai_body
+from gateway.apis.tracking import EventKind, TrackerMark
 from gateway.codecs.sse import SSEDecoder, SSEEvent
 from pricing.usage import Usage
 

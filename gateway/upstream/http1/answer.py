@@ -88,9 +88,8 @@ class Response:
 
         The parser goes too: it holds this response's callbacks, so the two make a cycle that
         only the garbage collector would free. Freed here, an answer's objects go when their
-        last user drops them, and a collection has nothing of theirs to walk (measured: each
-        request left ~20 objects for it, and a collection every ~90 requests took ~0.5 ms, up
-        to 2, on the request it landed on)."""
+        last user drops them, and a collection has nothing of theirs to walk (collections
+        landed on requests as latency spikes; ``bench/HISTORY.md`` has the figures)."""
         conn, self._conn = self._conn, None
         self.parser = None  # type: ignore[assignment]
         if conn is not None:

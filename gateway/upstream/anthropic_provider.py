@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.upstream.http import OpenAICompatibleProvider
+from gateway.upstream.openai_compatible import OpenAICompatibleProvider
 
 DEFAULT_VERSION = "2023-06-01"
 

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Mapping
 
 from gateway import errors
 from gateway.settings import ProviderConfig
-from gateway.upstream.base import UpstreamRequest
 from gateway.upstream.http1 import ClientTimeout, ConnectionBroken, Origin, Pool, Timeouts
 from gateway.upstream.http1 import Response as Http1Response
+from gateway.upstream.provider import UpstreamRequest
 
 
 class HttpResponse:
