@@ -11,8 +11,8 @@ import orjson
 from gateway import errors
 from gateway.apis.tokens import TokenCounter
 from gateway.apis.tracking import EventKind, KeptBudget
+from gateway.codecs.json_object import parse_object
 from gateway.codecs.sse import SSEEvent
-from gateway.edge.httpjson import parse_object
 from pricing import ModelPrice, Usage
 
 

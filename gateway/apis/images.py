@@ -15,7 +15,7 @@ from gateway import errors
 from gateway.apis.base import Endpoint, ParsedRequest
 from gateway.apis.tokens import TokenCounter
 from gateway.apis.tracking import body_json
-from gateway.edge.httpjson import parse_object
+from gateway.codecs.json_object import parse_object
 from pricing import ModelPrice, PriceNotFound, Usage
 
 DEFAULT_MODEL = "dall-e-2"  # what OpenAI uses when the request names none

@@ -13,12 +13,12 @@ from pricing import Usage
 
 
 class EventKind(enum.Enum):
-    """What one event of an OpenAI stream is, as far as relaying and billing care."""
+    """What one event of any tracked stream is, as far as relaying and billing care."""
 
-    CHUNK = "chunk"  # a completion chunk (``choices`` is a list)
-    USAGE_ONLY = "usage_only"  # the extra chunk ``stream_options.include_usage`` adds
-    DONE = "done"  # ``data: [DONE]``
-    OTHER = "other"  # comments, events without data, errors, anything not a chunk
+    CHUNK = "chunk"  # an event carrying generated output (an OpenAI chunk, a content delta)
+    USAGE_ONLY = "usage_only"  # OpenAI's extra chunk that ``stream_options.include_usage`` adds
+    DONE = "done"  # the stream's final event (``data: [DONE]``, ``message_stop``, ...)
+    OTHER = "other"  # comments, events without data, errors, anything else
 
 
 class KeptBudget:

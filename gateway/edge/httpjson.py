@@ -8,6 +8,7 @@ import orjson
 from aiohttp import web
 
 from gateway import errors
+from gateway.codecs.json_object import parse_object
 
 ADMIN_BODY_LIMIT = 64 * 1024
 
@@ -27,21 +28,6 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def parse_object(body: bytes) -> dict[str, Any]:
-    """A JSON object from ``body``, or a 400 saying what is wrong with it."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise errors.InvalidRequest(
-            "The request body is not valid JSON."
-            if body
-            else "The request body is empty; send a JSON object."
-        ) from None
-    if not isinstance(value, dict):
-        raise errors.InvalidRequest("The request body must be a JSON object.")
-    return value
 
 
 async def json_object(request: web.Request, *, limit: int = ADMIN_BODY_LIMIT) -> dict[str, Any]:

@@ -2,9 +2,8 @@
 
 prometheus-client guards every update with a lock, since threads may share a metric, and a
 histogram finds its bucket with a loop in Python: a visible share of a request's cost at the
-~15 updates a request makes (``bench/HISTORY.md``). A worker updates
-these only from its event loop's
-thread, so they keep plain Python numbers, find a bucket with ``bisect``, and hand
+~15 updates a request makes (``bench/HISTORY.md``). A worker updates these only from its event
+loop's thread, so they keep plain Python numbers, find a bucket with ``bisect``, and hand
 prometheus-client finished families when the registry collects them: the same names and
 samples (``_total``, ``_bucket``, ``_count``, ``_sum``, ``_created``) as its own metrics.
 """

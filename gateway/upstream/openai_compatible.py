@@ -1,4 +1,4 @@
-"""Providers reached over HTTP: any OpenAI-compatible base URL (Anthropic's: ``anthropic.py``).
+"""Providers reached over HTTP: any OpenAI-compatible base URL (Anthropic: ``anthropic_provider``).
 
 The transport is :mod:`gateway.upstream.http1`; this module maps its failures to the
 gateway's errors (a timeout is a 504, a broken connection a 502) and adds the credentials.

@@ -43,10 +43,12 @@ def fresh_env() -> dict[str, str]:
     return env
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float, log: Path) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"README's first command exited with {proc.returncode}"
+        if proc.poll() is not None:
+            raise AssertionError(f"README's first command exited with {proc.returncode}:\n"
+                                 + log.read_text(errors="replace")[-3000:])  # fmt: skip
         try:
             with urllib.request.urlopen(url, timeout=1) as answer:
                 if answer.status == 200:
@@ -73,7 +75,7 @@ def test_readme_first_command_serves_on_a_fresh_clone(tmp_path: Path) -> None:
         start_new_session=True,
     )  # fmt: skip
     try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz", proc, seconds=420)
+        wait_ready(f"http://127.0.0.1:{port}/readyz", proc, 420, tmp_path / "first-command.log")
         assert (clone / ".venv" / "bin" / "tollgate").exists()
         assert (clone / ".tollgate" / "admin_token").exists()
         if shutil.which("jq") and shutil.which("curl"):  # scripts/test.sh installs both
