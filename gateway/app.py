@@ -21,6 +21,7 @@ from gateway.apis import default_endpoints
 from gateway.apis.tokens import TokenCounter
 from gateway.billing.accounts import Directory
 from gateway.billing.hold_reaper import reap_forever, renew_forever
+from gateway.billing.journal import Journal
 from gateway.billing.lua_scripts import ScriptCaller
 from gateway.billing.wallet import Wallet
 from gateway.edge.admin import Admin
@@ -34,6 +35,7 @@ from gateway.prices.loading import load_pricing
 from gateway.prices.reload import PricingReloader
 from gateway.settings import Settings
 from gateway.store.breaker import Breaker
+from gateway.store.redis_errors import StoreError
 from gateway.upstream.anthropic_provider import AnthropicProvider
 from gateway.upstream.http1 import Pool
 from gateway.upstream.mock import MockProvider
@@ -68,14 +70,14 @@ def error_middleware(breaker: Breaker) -> Any:
             return await handler(request)
         except errors.GatewayError as exc:
             return _render(exc)
-        except (RedisError, OSError) as exc:
+        except (StoreError, RedisError) as exc:
             # Unreachable, timed out, out of memory, read-only after a failover: all fail
             # closed with a 503, never a 500 and never free traffic.
-            if isinstance(exc, ConnectionResetError):  # the client went away: nobody to answer
-                raise
             breaker.trip()
             log.warning("billing store unreachable: %s", exc)
             return _render(errors.BillingUnavailable(BILLING_DOWN))
+        except ConnectionError:  # the client went away (a socket error, not Redis's)
+            raise
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -163,6 +165,8 @@ def create_app(
         own_pool = pool is None
         http = pool or Pool(limit=settings.pool_size)
         await asyncio.get_running_loop().run_in_executor(None, counter.warm)
+        journal = Journal(settings.data_dir / "journal", fsync=settings.journal_fsync)
+        journal.open()  # adopts what dead gateway processes left unsettled
         app[PROXY] = Proxy(
             endpoints=endpoints,
             settings=settings,
@@ -172,8 +176,10 @@ def create_app(
             pricing=holder,
             counter=counter,
             metrics=metrics,
+            journal=journal,
         )
         tasks = [
+            asyncio.create_task(app[PROXY].replay_journal()),
             asyncio.create_task(
                 reap_forever(redis, wallet, interval=min(max(settings.hold_ttl / 4, 0.5), 30.0))
             ),
@@ -190,6 +196,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await app[PROXY].drain(seconds=settings.shutdown_timeout)
+        journal.close()  # what is still pending stays on disk for the next start
         if own_pool:
             await http.close()
 

@@ -57,6 +57,7 @@ class Settings:
     pool_size: int = 1000
     pricing_poll_interval: float = 2.0
     log_format: str = "json"
+    journal_fsync: str = "interval"  # always | interval | never (gateway.billing.journal)
     aliases: Mapping[str, str] = field(default_factory=dict)  # model name clients use -> model
     # Where workers publish their metrics for each other; set by ``tollgate serve --workers N``,
     # never read from the file.
@@ -90,6 +91,7 @@ _TOP_LEVEL = {
     "pool_size",
     "pricing_poll_interval",
     "log_format",
+    "journal_fsync",
     "aliases",
 }
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
@@ -180,7 +182,7 @@ def parse_settings(
         if names.count(name) > 1:
             raise f.fail("providers", f"duplicate provider name {name!r}")
 
-    return Settings(
+    settings = Settings(
         source=source,
         redis_url=redis_url,
         data_dir=f.path("data_dir", ".tollgate"),
@@ -200,9 +202,26 @@ def parse_settings(
         pool_size=f.count("pool_size", 1000),
         pricing_poll_interval=f.seconds("pricing_poll_interval", 2.0),
         log_format=f.choice("log_format", ("json", "text"), "json"),
+        journal_fsync=f.choice("journal_fsync", ("always", "interval", "never"), "interval"),
         default_max_output_tokens=f.count("default_max_output_tokens", 4096),
         aliases=_parse_aliases(data.get("aliases"), f.fail),
     )
+    _check_consistent(settings, f)
+    return settings
+
+
+def _check_consistent(settings: Settings, f: _Fields) -> None:
+    """Settings that are each fine but contradict each other."""
+    if settings.record_ttl < settings.hold_ttl:
+        raise f.fail(
+            "record_ttl",
+            f"must be at least hold_ttl ({settings.hold_ttl:g} s): a "
+            "released request's tombstone must outlive an admission still in flight",
+        )
+    if settings.first_byte_timeout > settings.total_timeout:
+        raise f.fail(
+            "first_byte_timeout", f"must not exceed total_timeout ({settings.total_timeout:g} s)"
+        )
 
 
 def _is_model_name(value: object) -> bool:

@@ -9,7 +9,11 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any, Protocol
 
-SCRIPT_NAMES = ("admit_v2", "settle_v4", "money_move_v1", "sweep_v1", "renew_v1")
+from redis.exceptions import RedisError
+
+from gateway.store.redis_errors import classify
+
+SCRIPT_NAMES = ("admit_v3", "settle_v5", "money_move_v1", "sweep_v1", "renew_v1")
 
 
 def script_source(name: str) -> str:
@@ -23,6 +27,8 @@ def all_sources() -> dict[str, str]:
 
 
 class ScriptCaller(Protocol):
+    """Runs a named script; raises ``StoreUnavailable`` or ``StoreRefused`` (store.redis_errors)."""
+
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any: ...
 
 
@@ -33,4 +39,7 @@ class RedisPyScripts:
         self._scripts = {name: redis.register_script(src) for name, src in all_sources().items()}
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._scripts[name](keys=keys, args=args)
+        try:
+            return await self._scripts[name](keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise classify(exc) from exc

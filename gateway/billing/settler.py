@@ -1,10 +1,14 @@
 """Settling: charge a finished request once, release its hold, and keep the books honest
 when Redis or the process misbehaves.
 
+* every settle is journaled on local disk (:mod:`gateway.billing.journal`) before the answer
+  ends, and leaves the journal once Redis has applied it;
 * the settle runs as its own task, shielded from the handler's cancellation, and is awaited
   on shutdown (bounded);
-* a settle that fails on Redis is retried in the background until it lands (it is idempotent
-  on the request id); a script refusal is not retried;
+* a settle that meets an unavailable Redis (``StoreUnavailable``: connection lost, LOADING,
+  READONLY, ...) waits in the journal and is replayed in order until Redis takes it, across
+  restarts (it is idempotent on the request id); one that Redis refuses for good
+  (``StoreRefused``) is logged and counted, never retried;
 * holds of requests still running are renewed, so only a dead process's holds expire.
 """
 
@@ -19,13 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError, ResponseError
 
 from gateway.apis import Endpoint, ParsedRequest
+from gateway.billing.journal import Journal
 from gateway.billing.wallet import MAX_UNITS, Admission, Limits, Settlement, Wallet
 from gateway.edge.auth import Caller
 from gateway.observability.metrics import Metrics
 from gateway.settings import Settings
+from gateway.store.redis_errors import StoreRefused, StoreUnavailable
 from gateway.upstream.provider import Provider
 from pricing import ModelPrice, Usage, compute_cost, format_usd
 
@@ -66,13 +71,22 @@ class Call:
 
 
 class Settler:
-    def __init__(self, *, settings: Settings, wallet: Wallet, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        wallet: Wallet,
+        metrics: Metrics,
+        journal: Journal | None = None,
+    ) -> None:
         self._settings = settings
         self._wallet = wallet
         self._metrics = metrics
+        self.journal = journal or Journal(None)  # None: kept in memory only (tests, tools)
         self._settling: set[asyncio.Future[Any]] = set()
         self._request_log = logging.getLogger("tollgate.request")
         self._leases: dict[str, str] = {}  # request id -> account id, while a hold is placed
+        self._trying: set[str] = set()  # request ids whose first attempt is under way
 
     def lease(self, call: Call) -> None:
         """Keep renewing the admitted call's hold until it is settled."""
@@ -131,18 +145,20 @@ class Settler:
                 "finished_ms": int(time.time() * 1000),
             }).decode(),
         }  # fmt: skip
-        attempt = functools.partial(
-            self._wallet.settle,
-            call.caller.account.id,
-            request_id=call.request_id,
-            key_id=call.caller.key.id,
-            cost=cost,
-            tokens=usage.total_tokens,
-            limits=call.limits,
-            record_ttl=self._settings.record_ttl,
-            record=record,
-            policy=call.caller.account.hold_policy,
-        )
+        args = {
+            "account_id": call.caller.account.id,
+            "request_id": call.request_id,
+            "key_id": call.caller.key.id,
+            "cost": cost,
+            "tokens": usage.total_tokens,
+            "limits": call.limits.as_args(),
+            "record_ttl": self._settings.record_ttl,
+            "record": record,
+            "policy": call.caller.account.hold_policy,
+        }
+        self.journal.record(call.request_id, args)  # before the answer ends
+        self._trying.add(call.request_id)
+        attempt = functools.partial(self._apply, args)
         task = self._track(asyncio.ensure_future(
             self._run(call, usage, cost, attempt, http_status, source)
         ))  # fmt: skip
@@ -163,7 +179,7 @@ class Settler:
 
     def _certain(self, call: Call, cost: int) -> bool:
         """True when the settle cannot charge anything but ``cost``: the request's hold covers
-        it (settle_v4 always lets a request pay up to its own hold, even in a strict wallet
+        it (settle_v5 always lets a request pay up to its own hold, even in a strict wallet
         that another request overdrew) or the wallet is postpaid, and the hold is young enough
         to exist whether or not its renewals went through."""
         admission = call.admission
@@ -185,22 +201,22 @@ class Settler:
         t0 = time.perf_counter()
         try:
             settlement = await attempt()
-        except ResponseError as exc:  # a script refused: retrying cannot help
-            log.error("settle of %s refused by Redis, request unbilled: %s", call.request_id,
-                      exc)  # fmt: skip
+        except StoreRefused as exc:  # refused for good: retrying cannot help
+            self._refused(call.request_id, exc)
             return cost, None
-        except (RedisError, OSError) as exc:
+        except StoreUnavailable as exc:
             # The client has (or is about to have) its answer: never let it go free. The
-            # settle is idempotent on the request id, so retry it until Redis is back.
-            log.error("settle of %s failed (%s); retrying in the background", call.request_id,
-                      exc)  # fmt: skip
-            self._track(asyncio.ensure_future(self._settle_later(call.request_id, attempt)))
+            # settle waits in the journal, and the replayer applies it once Redis is back.
+            log.error("settle of %s could not reach Redis (%s); kept in the journal",
+                      call.request_id, exc)  # fmt: skip
             if not call.answered_early:
                 self._observe(call, usage, cost, http_status, source)
             return cost, None
         finally:
+            self._trying.discard(call.request_id)
             if call.admission is not None:
                 self._metrics.holds.dec(call.admission.hold / 1e9)
+        self.journal.done(call.request_id)
         self._metrics.child(self._metrics.redis, "settle").observe(time.perf_counter() - t0)
         if settlement is None:
             if call.admission is not None or cost:  # else: an admission cancelled before it ran
@@ -231,24 +247,58 @@ class Settler:
         if not task.cancelled() and task.exception() is not None:
             log.error("a settle failed", exc_info=task.exception())
 
-    async def _settle_later(self, request_id: str, attempt: Callable[[], Awaitable[Any]]) -> None:
-        delay = 0.1
-        deadline = time.monotonic() + max(self._settings.hold_ttl, 60.0)
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)
-            try:
-                await attempt()
-            except ResponseError as exc:
-                log.error("settle of %s refused by Redis, request unbilled: %s", request_id, exc)
-                return
-            except (RedisError, OSError) as exc:
-                delay = min(delay * 2, 5.0)
-                log.warning("settle of %s still failing: %s", request_id, exc)
+    async def _apply(self, args: dict[str, Any]) -> Settlement | None:
+        """Run one journaled settle against Redis (``args`` as ``start`` journals them)."""
+        return await self._wallet.settle(
+            args["account_id"],
+            request_id=args["request_id"],
+            key_id=args["key_id"],
+            cost=args["cost"],
+            tokens=args["tokens"],
+            limits=Limits(*args["limits"]),
+            record_ttl=args["record_ttl"],
+            record=args["record"],
+            policy=args["policy"],
+        )
+
+    def _refused(self, request_id: str, exc: Exception) -> None:
+        self.journal.done(request_id)
+        self._metrics.settles_refused.inc()
+        log.error("settle of %s refused by Redis, request unbilled: %s", request_id, exc)
+
+    async def replay_once(self) -> bool:
+        """Apply the journal's pending settles, oldest first, stopping at the first that Redis
+        cannot take now. Returns True when nothing is left waiting."""
+        for entry in list(self.journal.pending.values()):
+            if entry.request_id in self._trying or entry.request_id not in self.journal.pending:
                 continue
-            log.warning("settle of %s done after Redis came back", request_id)
-            return
-        log.error("settle of %s abandoned: Redis unreachable for too long; reconcile by hand",
-                  request_id)  # fmt: skip
+            try:
+                await self._apply(entry.args)
+            except StoreUnavailable as exc:
+                log.warning("%d settle(s) wait for Redis: %s", len(self.journal.pending), exc)
+                return False
+            except StoreRefused as exc:
+                self._refused(entry.request_id, exc)
+                continue
+            self.journal.done(entry.request_id)
+            log.warning("settle of %s applied from the journal", entry.request_id)
+        return True
+
+    async def replay_forever(self, fsync_interval: float = 1.0) -> None:
+        """Replay what the journal holds (backing off while Redis is away), keep its metrics,
+        and sync it every ``fsync_interval`` seconds."""
+        delay, synced = 0.05, time.monotonic()
+        while True:
+            await asyncio.sleep(delay)
+            if time.monotonic() - synced >= fsync_interval:
+                self.journal.flush()
+                synced = time.monotonic()
+            self._metrics.journal_pending.set(len(self.journal.pending))
+            self._metrics.journal_oldest.set(self.journal.oldest_age())
+            if len(self.journal.pending) <= len(self._trying):
+                delay = 0.05
+                continue
+            delay = 0.05 if await self.replay_once() else min(max(delay * 2, 0.1), 5.0)
 
     def _observe(self, call: Call, usage: Usage, cost: int, http_status: int, source: str) -> None:
         m = self._metrics

@@ -112,7 +112,8 @@ class WalletView:
         }
 
 
-def month_field(now: float | None = None) -> str:
+def month_field(now: float) -> str:
+    """The wallet field of the month ``now`` (seconds, from Redis's clock) falls in."""
     return "spend:" + time.strftime("%Y-%m", time.gmtime(now))
 
 
@@ -182,7 +183,7 @@ class Wallet:
         args.append(record_ttl)
         for name, value in record.items():
             args += [name, value]
-        r = (await self._scripts.call("admit_v2", keys, args)).split()
+        r = (await self._scripts.call("admit_v3", keys, args)).split()
         status = int(r[0])
         if status == 1:
             return Admission(
@@ -214,7 +215,8 @@ class Wallet:
         """Charge ``cost`` and release the hold; idempotent on ``request_id``.
 
         Under "strict" the charge is cut to what the wallet can pay (``Settlement.shortfall``
-        says by how much). Returns None when the request was never admitted (nothing charged).
+        says by how much). Returns None when the request was never admitted (nothing charged;
+        the id is marked used, so an admission that arrives later places no hold).
         """
         if not 0 <= cost <= MAX_UNITS:
             raise ValueError(f"cost {cost} is outside what a wallet can hold")
@@ -223,11 +225,12 @@ class Wallet:
             k.wallet, k.holds, k.hold_amounts, k.request(request_id), k.charges,
             k.bucket(f"key:{key_id}", "tpm"), k.bucket("acct", "tpm"),
         ]  # fmt: skip
-        args: list[Any] = [request_id, cost, month_field(), min(tokens, MAX_UNITS),
+        # A release that finds no admission keeps the id used as long as a record would live.
+        args: list[Any] = [request_id, cost, record_ttl, min(tokens, MAX_UNITS),
                            limits.key_tpm, limits.account_tpm, record_ttl, policy]  # fmt: skip
         for name, value in record.items():
             args += [name, value]
-        r = (await self._scripts.call("settle_v4", keys, args)).split()
+        r = (await self._scripts.call("settle_v5", keys, args)).split()
         if int(r[0]) == -1:
             return None
         return Settlement(balance=int(r[1]), cost=int(r[2]), replayed=int(r[0]) == 0,
@@ -289,7 +292,8 @@ class Wallet:
         await self.settled(account_id)
         await self.sweep(account_id)
         k = AccountKeys(account_id)
-        month = month_field()
+        seconds, _ = await self._redis.time()  # the month of Redis's clock, as settle_v5 uses
+        month = month_field(seconds)
         values = await self._redis.hmget(
             k.wallet, ["cash", "held", "topups", "refunds", "charges", month]
         )

@@ -26,6 +26,7 @@ from gateway.apis import Endpoint
 from gateway.apis.base import StreamTracker
 from gateway.apis.tokens import TokenCounter
 from gateway.apis.tracking import KeptBudget, partial_usage
+from gateway.billing.journal import Journal
 from gateway.billing.settler import Call, Settler
 from gateway.billing.wallet import Limits, Refusal, Wallet
 from gateway.edge import ratelimit_headers
@@ -36,6 +37,7 @@ from gateway.edge.stream_relay import StreamRelay
 from gateway.observability.metrics import Metrics
 from gateway.prices.holder import PricingHolder
 from gateway.settings import Settings
+from gateway.store.redis_errors import StoreUnavailable
 from gateway.upstream.provider import UpstreamRequest, UpstreamResponse
 from gateway.upstream.routing import Router
 from pricing import Usage, compute_cost, format_usd
@@ -70,6 +72,7 @@ class Proxy:
         counter: TokenCounter,
         metrics: Metrics,
         endpoints: dict[str, Endpoint],
+        journal: Journal | None = None,
     ) -> None:
         self._settings = settings
         self._wallet = wallet
@@ -79,11 +82,15 @@ class Proxy:
         self._counter = counter
         self._metrics = metrics
         self._endpoints = endpoints
-        self._settler = Settler(settings=settings, wallet=wallet, metrics=metrics)
+        self._settler = Settler(settings=settings, wallet=wallet, metrics=metrics, journal=journal)
         self._kept = KeptBudget()  # what this process's stream trackers keep unparsed
 
     async def renew_leases(self) -> int:
         return await self._settler.renew_leases()
+
+    async def replay_journal(self) -> None:
+        """Apply journaled settles that Redis has not taken yet (runs for the app's life)."""
+        await self._settler.replay_forever()
 
     async def drain(self, seconds: float = 30.0) -> None:
         """Wait for settles still running (called on shutdown), at most ``seconds``."""
@@ -177,10 +184,11 @@ class Proxy:
         )
         try:
             result = await admitting
-        except asyncio.CancelledError:
-            # The script may have run, or be on its way: settle the request at no cost in the
-            # background (after the admission, on the same connection), so a hold it placed
-            # is released now and not when it expires. Never admitted: the settle is a no-op.
+        except (asyncio.CancelledError, StoreUnavailable):
+            # The outcome is unknown: the script may have run, may be on its way, or may never
+            # run. Release at no cost, journaled like any settle: a hold it placed goes now,
+            # not at its deadline, and if the admission has not run yet, the release's
+            # tombstone makes it place none (settle_v5), in whatever order the two arrive.
             self._settler.start(call, None, status="failed", source="none", http_status=0)
             raise
         self._metrics.child(self._metrics.redis, "admit").observe(time.perf_counter() - t0)

@@ -1,4 +1,4 @@
-"""Rate-limit headers and messages (pure). The counting itself is in ``lua/admit_v2.lua``."""
+"""Rate-limit headers and messages (pure). The counting is in ``billing/lua/admit_v3.lua``."""
 
 from __future__ import annotations
 

@@ -77,6 +77,15 @@ class Metrics:
                                              "1 if the last pricing reload succeeded, else 0.",
                                              "livemin")  # fmt: skip
         self.pricing_reload_ok.set(1)
+        self.journal_pending = self._gauge("tollgate_journal_pending_settles",
+                                           "Settles in the local journal that Redis has not "
+                                           "applied yet.", "livesum")  # fmt: skip
+        self.journal_oldest = self._gauge("tollgate_journal_oldest_pending_seconds",
+                                          "Age of the oldest settle waiting in the journal.",
+                                          "livemax")  # fmt: skip
+        self.settles_refused = Counter("tollgate_settles_refused",
+                                       "Settles Redis refused for good (the request is "
+                                       "unbilled; see the log).", registry=r)  # fmt: skip
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.shared = SharedMetrics(registry, shared_dir, self.gauge_modes) if shared_dir else None
 

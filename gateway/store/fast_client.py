@@ -3,9 +3,10 @@
 Every metered request runs two scripts. redis-py spends several times the round trip on
 connection-pool bookkeeping, timeouts built on ``wait_for`` and general-purpose parsing; this
 client writes each EVALSHA straight onto one connection and resolves replies in order (Redis
-answers a connection's commands in the order sent). It speaks the same errors as redis-py
-(``ConnectionError``, ``TimeoutError``, ``ResponseError``) so the rest of the gateway, and
-its fail-closed rules, do not change. Single Redis only; a cluster uses redis-py.
+answers a connection's commands in the order sent). Its failures are mapped by
+``gateway.store.redis_errors.classify``, as redis-py's are for the scripts run through it, so the
+rest of the gateway sees one set of errors whichever client runs. Single Redis only; a
+cluster uses redis-py.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.store.redis_errors import classify
 from gateway.store.resp import ReplyError, ReplyParser, encode_command
 
 
@@ -87,14 +89,18 @@ class FastScripts:
         return url.startswith(("redis://", "unix://"))
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script; raises ``StoreUnavailable`` or ``StoreRefused`` (store.redis_errors)."""
         sha = self._shas[name]
-        reply = await self._send(encode_command("EVALSHA", sha, len(keys), *keys, *args))
-        if isinstance(reply, ReplyError) and reply.code == "NOSCRIPT":
-            # A restarted or failed-over Redis: load and run once more.
-            reply = await self._send(encode_command("EVAL", self._sources[name], len(keys),
-                                                    *keys, *args))  # fmt: skip
+        try:
+            reply = await self._send(encode_command("EVALSHA", sha, len(keys), *keys, *args))
+            if isinstance(reply, ReplyError) and reply.code == "NOSCRIPT":
+                # A restarted or failed-over Redis: load and run once more.
+                reply = await self._send(encode_command("EVAL", self._sources[name], len(keys),
+                                                        *keys, *args))  # fmt: skip
+        except RedisError as exc:
+            raise classify(exc) from exc
         if isinstance(reply, ReplyError):
-            raise ResponseError(str(reply))
+            raise classify(ResponseError(str(reply)))
         return reply
 
     async def _send(self, command: bytes) -> Any:

@@ -1,27 +1,43 @@
-"""The Lua money moves, driven directly through `Wallet` against a real Redis."""
+"""The Lua money moves, driven directly through `Wallet` against a real Redis: through redis-py
+(single Redis and Cluster) and through the lean client (single Redis), with one error mapping."""
 
 from __future__ import annotations
 
 import asyncio
+import calendar
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from redis.exceptions import ResponseError
 
 from gateway.billing.accounts import Directory
+from gateway.billing.lua_scripts import all_sources, script_source
 from gateway.billing.wallet import Admission, Limits, Refusal, Wallet
+from gateway.store.fast_client import FastScripts
+from gateway.store.keys import AccountKeys
+from gateway.store.redis_errors import StoreRefused
 
 pytestmark = pytest.mark.redis_cluster_too
 
 NO_LIMITS = Limits()
 
 
-@pytest.fixture
-async def funded(redis: Any) -> tuple[Wallet, str]:
+@pytest.fixture(params=["redis-py", "lean"])
+async def funded(
+    request: pytest.FixtureRequest, redis: Any, redis_target: Any
+) -> AsyncIterator[tuple[Wallet, str]]:
+    scripts = None
+    if request.param == "lean":
+        if redis_target.cluster:
+            pytest.skip("the lean client speaks to a single Redis; a cluster uses redis-py")
+        scripts = FastScripts(redis_target.url, all_sources())
     account = await Directory(redis).create_account({"name": "t", "plan": "p"})
-    wallet = Wallet(redis)
+    wallet = Wallet(redis, scripts)
     await wallet.move_money(account.id, kind="topup", amount=1_000_000, order_id="seed")
-    return wallet, account.id
+    yield wallet, account.id
+    if scripts is not None:
+        await scripts.aclose()
 
 
 async def admit(wallet: Wallet, account: str, rid: str, hold: int, ttl_ms: int = 60_000,
@@ -55,6 +71,60 @@ async def test_settle_of_an_unknown_request_charges_nothing(funded: tuple[Wallet
     wallet, account = funded
     assert await settle(wallet, account, "never-admitted", 999) is None
     assert (await wallet.view(account)).balance == 1_000_000
+
+
+async def test_a_release_arriving_before_its_admission_makes_it_place_no_hold(
+    funded: tuple[Wallet, str],
+) -> None:
+    """An admission whose reply was lost is released at no cost; on a stalled connection
+    the admission itself may reach Redis after that release."""
+    wallet, account = funded
+    assert await settle(wallet, account, "lost-reply", 0) is None  # the release, first
+    with pytest.raises(RuntimeError):  # the late admission: the id is used, no hold placed
+        await admit(wallet, account, "lost-reply", hold=400_000)
+    view = await wallet.view(account)
+    assert (view.balance, view.held, view.charges) == (1_000_000, 0, 0)
+    assert (await wallet.request_record(account, "lost-reply") or {})["status"] == "released"
+
+
+async def test_a_release_arriving_after_its_admission_frees_the_hold_now(
+    funded: tuple[Wallet, str],
+) -> None:
+    wallet, account = funded
+    assert isinstance(await admit(wallet, account, "lost-reply", hold=400_000), Admission)
+    assert (await wallet.view(account)).held == 400_000
+    released = await settle(wallet, account, "lost-reply", 0)
+    assert released is not None and released.cost == 0
+    view = await wallet.view(account)
+    assert (view.balance, view.held, view.charges) == (1_000_000, 0, 0)
+
+
+async def test_a_pending_request_is_charged_however_long_it_ran(
+    redis: Any, funded: tuple[Wallet, str]
+) -> None:
+    """The pending record has no expiry: a settle replayed from a journal long after its
+    admission (record_ttl long past) still finds it and charges it."""
+    wallet, account = funded
+    await wallet.admit(
+        account, request_id="long", key_id="k", hold=500, policy="strict", est_tokens=10,
+        limits=NO_LIMITS, hold_ttl_ms=60_000, record_ttl=1, record={"model": "m"},
+    )  # fmt: skip
+    record = AccountKeys(account).request("long")
+    assert await redis.ttl(record) == -1
+    settled = await settle(wallet, account, "long", 300)
+    assert settled is not None and settled.cost == 300
+    assert 0 < await redis.ttl(record) <= 60
+
+
+async def test_month_spend_follows_redis_clock(redis: Any, funded: tuple[Wallet, str]) -> None:
+    wallet, account = funded
+    await admit(wallet, account, "m1", hold=100)
+    await settle(wallet, account, "m1", 100)
+    seconds, _ = await redis.time()
+    fields = await redis.hgetall(AccountKeys(account).wallet)
+    months = [name for name in fields if name.startswith("spend:")]
+    assert months == ["spend:" + time.strftime("%Y-%m", time.gmtime(seconds))]
+    assert (await wallet.view(account)).month_spend == 100
 
 
 async def test_hold_reserves_and_strict_refuses_what_is_held(funded: tuple[Wallet, str]) -> None:
@@ -104,7 +174,7 @@ async def test_malformed_arguments_fail_before_anything_is_written(
     """A caller's bug (here a record ttl that is not an integer) must not leave half an admit
     or half a settle: the scripts check every argument before their first write."""
     wallet, account = funded
-    with pytest.raises(ResponseError, match="malformed"):
+    with pytest.raises(StoreRefused, match="malformed"):
         await wallet.admit(
             account, request_id="bad", key_id="k", hold=100, policy="strict", est_tokens=10,
             limits=NO_LIMITS, hold_ttl_ms=60_000, record_ttl="1.5", record={"model": "m"},  # type: ignore[arg-type]
@@ -113,7 +183,7 @@ async def test_malformed_arguments_fail_before_anything_is_written(
     assert (await wallet.view(account)).held == 0
 
     await admit(wallet, account, "r", hold=500)
-    with pytest.raises(ResponseError, match="malformed"):
+    with pytest.raises(StoreRefused, match="malformed"):
         await wallet.settle(
             account, request_id="r", key_id="k", cost=300, tokens=5, limits=NO_LIMITS,
             record_ttl="1.5", record={"status": "settled"},  # type: ignore[arg-type]
@@ -121,3 +191,27 @@ async def test_malformed_arguments_fail_before_anything_is_written(
     view = await wallet.view(account)
     assert (view.balance, view.held, view.charges) == (1_000_000 - 500, 500, 0)
     assert (await settle(wallet, account, "r", 300)).cost == 300
+
+
+async def test_lua_month_of_agrees_with_the_calendar(redis: Any, redis_target: Any) -> None:
+    """The prelude's days-to-civil arithmetic against Python's calendar: month edges from 1970
+    to 2200, leap days and century years included."""
+    if redis_target.cluster:
+        pytest.skip("pure arithmetic: one Redis is enough")
+    prelude = script_source("sweep_v1").split("-- sweep_v1", 1)[0]
+    probe = (
+        prelude
+        + """
+local out = {}
+for i, ms in ipairs(ARGV) do out[i] = month_of(tonumber(ms)) end
+return out
+"""
+    )
+    instants = []
+    for year in (*range(1970, 2040), 2096, 2100, 2104, 2199):
+        for month in range(1, 13):
+            start = calendar.timegm((year, month, 1, 0, 0, 0))
+            instants += [start * 1000, start * 1000 - 1, start * 1000 + 86_399_999]
+    got = await redis.eval(probe, 0, *instants)
+    want = [time.strftime("%Y-%m", time.gmtime(ms / 1000)) for ms in instants]
+    assert got == want

@@ -40,16 +40,18 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *extra: str, wait: bool = True) -> None:
+        """Start (again, on the same port and files); ``extra`` are more server options."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else [
             "--appendonly", "no"]  # fmt: skip
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             *persistence, "--dir", str(self.workdir)],
+             *persistence, "--dir", str(self.workdir), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_for_ping(self.port)
+        if wait:
+            wait_for_ping(self.port)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -1,4 +1,4 @@
--- admit_v2: admit one request: expire stale holds, check rate limits and funds, place a hold.
+-- admit_v3: admit one request: expire stale holds, check rate limits and funds, place a hold.
 --
 -- KEYS[1] wallet hash        KEYS[2] holds zset (request id -> deadline ms)
 -- KEYS[3] hold amounts hash  KEYS[4] request record hash
@@ -13,11 +13,14 @@
 --   "1 <available after hold> <hold placed> <now ms> <remaining x4> <reset ms x4>"
 --   "-1 <available>"                       funds do not cover the hold
 --   "-2 <bucket index 1..4> <retry ms>"    a rate limit is exhausted (retry -1: never fits)
---   "-3"                                   request id already used
+--   "-3"                                   request id already used (or released: settle_v5's
+--                                          tombstone for a release that came first)
+-- The pending record has no expiry (v2 gave it the record ttl, so a request outliving it
+-- was settled as "no such request", free): settle_v5 sets the expiry once it is charged.
 -- The arguments used after the first write are checked before it (only a caller's bug can
 -- make them wrong, but then the script must fail before it writes anything).
 if not string.find(ARGV[10], '^%d+$') or #ARGV % 2 == 1 then
-  return redis.error_reply('admit_v2: malformed arguments')
+  return redis.error_reply('admit_v3: malformed arguments')
 end
 local now = now_ms()
 local now_s = fmt(now)
@@ -94,7 +97,6 @@ if hold > 0 then
 end
 redis.call('HSET', KEYS[4], 'status', 'pending', 'hold', hold_s,
   'est_tokens', ARGV[5], 'created_ms', now_s, 'deadline_ms', deadline_s, unpack(ARGV, 11))
-redis.call('EXPIRE', KEYS[4], ARGV[10])
 
 if not levels then
   return '1 ' .. fmt(available - hold) .. ' ' .. hold_s .. ' ' .. now_s .. ' -1 -1 -1 -1 0 0 0 0'

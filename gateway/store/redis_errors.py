@@ -1,0 +1,81 @@
+"""What a Redis failure means for the caller, decided in one place for both clients.
+
+::
+
+    StoreError
+    ├── StoreUnavailable   try again later: nothing was applied, or the call is idempotent
+    │                      (connection lost or refused, no reply in time, and the error replies
+    │                      of a Redis that is starting, failing over or full: LOADING,
+    │                      READONLY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN, BUSY, OOM, MISCONF,
+    │                      NOREPLICAS)
+    └── StoreRefused       final: the command or script itself was refused (a bug, bad
+                           arguments, permissions); retrying the same call cannot succeed
+
+The money path needs the difference: a settle refused for good is recorded and dropped, a settle
+that met an unavailable Redis is kept in the journal and applied when Redis is back. Getting
+it wrong either way loses a charge. redis-py raises its own classes (and strips the code from
+some messages); the lean client raises redis-py's ``ResponseError`` with the code in front.
+``classify`` maps both.
+"""
+
+from __future__ import annotations
+
+from redis import exceptions as rx
+
+# Error reply codes (the first word of a Redis error reply) that a later retry can get past.
+TRANSIENT_CODES = frozenset({
+    "LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "OOM", "MISCONF",
+    "NOREPLICAS", "MOVED", "ASK",
+})  # fmt: skip
+# redis-py's classes for those codes (the code is no longer in their message).
+_TRANSIENT_CLASSES: tuple[type[BaseException], ...] = (
+    rx.ConnectionError,  # BusyLoadingError is one
+    rx.TimeoutError,
+    rx.ReadOnlyError,
+    rx.OutOfMemoryError,
+    rx.TryAgainError,
+    rx.ClusterDownError,
+    rx.MasterDownError,
+    rx.MovedError,
+    rx.AskError,
+    OSError,
+    TimeoutError,
+)
+
+
+class StoreError(Exception):
+    """A Redis call failed; ``code`` is the reply's code word when Redis sent one."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class StoreUnavailable(StoreError):
+    """Redis could not take the call now; the same call may succeed later."""
+
+
+class StoreRefused(StoreError):
+    """Redis refused the call itself; repeating it cannot succeed."""
+
+
+def reply_code(message: str) -> str:
+    """The code word of an error reply (``"LOADING Redis is loading..."`` -> ``"LOADING"``)."""
+    word = message.split(" ", 1)[0]
+    return word if word.isupper() and word.isalpha() else ""
+
+
+def classify(exc: BaseException) -> StoreError:
+    """The ``StoreError`` that ``exc`` (from either client, or the socket) stands for."""
+    if isinstance(exc, StoreError):
+        return exc
+    message = str(exc) or type(exc).__name__
+    code = reply_code(message)
+    if isinstance(exc, _TRANSIENT_CLASSES) or code in TRANSIENT_CODES:
+        return StoreUnavailable(message, code or type(exc).__name__)
+    return StoreRefused(message, code)
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` came from talking to Redis (and not, say, from a client's socket)."""
+    return isinstance(exc, StoreError | rx.RedisError)
