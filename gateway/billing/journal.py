@@ -81,6 +81,14 @@ class Journal:
         self._path = self.directory / f"settles-{os.getpid()}-{time.time_ns()}.jsonl"
         self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return self.adopt_orphans()
+
+    def adopt_orphans(self) -> list[Pending]:
+        """Take over the journals of gateway processes that are gone (their lock is free):
+        what they left pending is journaled here and returned, oldest first. Called at start
+        and then now and again, so that a worker that dies is covered by its live siblings."""
+        if self.directory is None or self._fd < 0:
+            return []
         adopted: list[Pending] = []
         for path in sorted(self.directory.glob("settles-*.jsonl")):
             if path != self._path:

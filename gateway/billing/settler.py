@@ -35,6 +35,7 @@ from gateway.upstream.provider import Provider
 from pricing import ModelPrice, Usage, compute_cost, format_usd
 
 log = logging.getLogger("gateway.edge.proxy")
+ADOPT_INTERVAL = 5.0  # seconds between looks for journals of dead gateway processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,12 +288,15 @@ class Settler:
     async def replay_forever(self, fsync_interval: float = 1.0) -> None:
         """Replay what the journal holds (backing off while Redis is away), keep its metrics,
         and sync it every ``fsync_interval`` seconds."""
-        delay, synced = 0.05, time.monotonic()
+        delay, synced, adopted = 0.05, time.monotonic(), time.monotonic()
         while True:
             await asyncio.sleep(delay)
             if time.monotonic() - synced >= fsync_interval:
                 self.journal.flush()
                 synced = time.monotonic()
+            if time.monotonic() - adopted >= ADOPT_INTERVAL:  # a sibling worker that died
+                self.journal.adopt_orphans()
+                adopted = time.monotonic()
             self._metrics.journal_pending.set(len(self.journal.pending))
             self._metrics.journal_oldest.set(self.journal.oldest_age())
             if len(self.journal.pending) <= len(self._trying):

@@ -110,3 +110,15 @@ def test_memory_only_journal_keeps_pending(tmp_path: Path) -> None:
     journal.done("r1")
     journal.close()
     assert journal.pending == {}
+
+
+def test_a_live_process_adopts_a_sibling_that_died_later(tmp_path: Path) -> None:
+    live, sibling = Journal(tmp_path), Journal(tmp_path)
+    live.open()
+    sibling.open()
+    sibling.record("r1", args(1))
+    assert live.adopt_orphans() == []  # alive: left alone
+    os.close(sibling._fd)  # dies
+    assert [p.request_id for p in live.adopt_orphans()] == ["r1"]
+    assert list(live.pending) == ["r1"]
+    live.close()
