@@ -6,11 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -42,7 +40,7 @@ from gateway.upstream.mock import MockProvider
 from gateway.upstream.openai_compatible import OpenAICompatibleProvider
 from gateway.upstream.provider import Provider
 from gateway.upstream.routing import Router
-from pricing import PriceTable, format_usd
+from pricing import PriceTable
 
 log = logging.getLogger(__name__)
 
@@ -216,10 +214,10 @@ def create_app(
     async def my_request(request: web.Request) -> web.Response:
         caller = await auth.authenticate(request.headers)
         rid = request.match_info["request_id"]
-        record = await wallet.request_record(caller.account.id, rid)
+        record = await wallet.request_view(caller.account.id, rid)
         if record is None:
             raise errors.NotFound(f"No request {rid!r} for this account.")
-        return json_response(request_json(rid, record))
+        return json_response(record)
 
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
@@ -251,53 +249,3 @@ def create_app(
         ]
     )
     return app
-
-
-def request_json(request_id: str, stored: dict[str, str]) -> dict[str, object]:
-    """A metered record as the client API shows it (``meta`` is written at admission,
-    ``result`` at settle, each one JSON field)."""
-    r: dict[str, Any] = dict(stored)
-    for packed in ("meta", "result"):
-        if packed in stored:
-            r.update(orjson.loads(stored[packed]))
-
-    def n(name: str) -> int:
-        return int(r.get(name, 0) or 0)
-
-    usage = {
-        name: n(name)
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "cache_write_1h_tokens",
-            "reasoning_tokens",
-        )
-    }
-    usage["total_tokens"] = sum(usage[k] for k in usage if k != "reasoning_tokens")
-    # Not tokens: generated images (of one size/quality variant) and audio milliseconds.
-    units: dict[str, object] = {"images": n("images"), "audio_ms": n("audio_ms")}
-    if r.get("image_variant"):
-        units["image_variant"] = r["image_variant"]
-    status = r.get("status", "pending")
-    if status == "pending" and n("deadline_ms") and time.time() * 1000 > n("deadline_ms"):
-        status = "expired"  # its gateway died; the hold was (or will be) released, no charge
-    return {
-        "id": request_id,
-        "status": status,
-        "model": r.get("model"),
-        "endpoint": r.get("endpoint"),
-        "project": r.get("project"),
-        "key_id": r.get("key_id"),
-        "stream": bool(r.get("stream")),
-        "usage": {**usage, **units},
-        "usage_source": r.get("usage_source"),
-        "cost": format_usd(n("cost")),
-        "held": format_usd(n("hold")),
-        "http_status": n("http_status") or None,
-        "price_version": r.get("price_version"),
-        "price_effective_from": r.get("price_effective_from") or None,
-        "created_ms": n("created_ms"),
-        "finished_ms": n("finished_ms") or None,
-    }

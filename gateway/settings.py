@@ -48,6 +48,7 @@ class Settings:
     read_timeout: float = 600.0
     hold_ttl: float = 300.0
     record_ttl: int = 7 * 86400
+    ledger_retention: int = 90 * 86400
     default_max_output_tokens: int = 4096
     shutdown_timeout: float = 30.0
     redis_cluster: bool = False
@@ -82,6 +83,7 @@ _TOP_LEVEL = {
     "read_timeout",
     "hold_ttl",
     "record_ttl",
+    "ledger_retention",
     "default_max_output_tokens",
     "shutdown_timeout",
     "redis_cluster",
@@ -194,6 +196,7 @@ def parse_settings(
         read_timeout=f.seconds("read_timeout", 600.0),
         hold_ttl=f.seconds("hold_ttl", 300.0),
         record_ttl=f.count("record_ttl", 7 * 86400),
+        ledger_retention=f.count("ledger_retention", 90 * 86400),
         shutdown_timeout=f.seconds("shutdown_timeout", 30.0),
         redis_cluster=f.flag("redis_cluster", False),
         redis_timeout=f.seconds("redis_timeout", 2.0),
@@ -217,6 +220,12 @@ def _check_consistent(settings: Settings, f: _Fields) -> None:
             "record_ttl",
             f"must be at least hold_ttl ({settings.hold_ttl:g} s): a "
             "released request's tombstone must outlive an admission still in flight",
+        )
+    if settings.record_ttl > settings.ledger_retention:
+        raise f.fail(
+            "record_ttl",
+            f"must not exceed ledger_retention "
+            f"({settings.ledger_retention} s): a request's marker points into the ledger",
         )
     if settings.first_byte_timeout > settings.total_timeout:
         raise f.fail(

@@ -21,6 +21,7 @@ are already in the kernel); ``never`` leaves it to the kernel.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -142,6 +143,18 @@ class Journal:
         if self._dirty and self._fd >= 0 and self.fsync != "never":
             os.fsync(self._fd)
         self._dirty = False
+
+    async def flush_off_loop(self) -> None:
+        """``flush``, with the sync in a thread: a sync waits on the disk, and the event loop
+        must not (the done lines are written first, on the loop, as every write here is)."""
+        self.flush_done()
+        if self._dirty and self._fd >= 0 and self.fsync != "never":
+            self._dirty = False
+            fd = os.dup(self._fd)  # its own descriptor: a rotation may close ours meanwhile
+            try:
+                await asyncio.to_thread(os.fsync, fd)
+            finally:
+                os.close(fd)
 
     def oldest_age(self) -> float:
         """Seconds the oldest pending settle has waited (0 when none)."""

@@ -22,10 +22,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from gateway.apis import Endpoint, ParsedRequest
 from gateway.billing.journal import Journal
+from gateway.billing.ledger import outcome_field, usage_field
 from gateway.billing.wallet import MAX_UNITS, Admission, Limits, Settlement, Wallet
 from gateway.edge.auth import Caller
 from gateway.observability.metrics import Metrics
@@ -128,24 +127,6 @@ class Settler:
             log.error("cost of %s capped at the wallet maximum (was %d)", call.request_id, cost)
             cost = MAX_UNITS
         usage = usage or Usage()
-        # Packed in one field: every field is work for Redis and for the encoder, per request.
-        record = {
-            "status": status,
-            "result": orjson.dumps({
-                "usage_source": source,
-                "http_status": http_status,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cache_read_tokens": usage.cache_read_tokens,
-                "cache_write_tokens": usage.cache_write_tokens,
-                "cache_write_1h_tokens": usage.cache_write_1h_tokens,
-                "reasoning_tokens": usage.reasoning_tokens,
-                "images": usage.images,
-                "image_variant": usage.image_variant,
-                "audio_ms": usage.audio_ms,
-                "finished_ms": int(time.time() * 1000),
-            }).decode(),
-        }  # fmt: skip
         args = {
             "account_id": call.caller.account.id,
             "request_id": call.request_id,
@@ -154,7 +135,9 @@ class Settler:
             "tokens": usage.total_tokens,
             "limits": call.limits.as_args(),
             "record_ttl": self._settings.record_ttl,
-            "record": record,
+            "ledger_retention": self._settings.ledger_retention,
+            "usage": usage_field(usage),
+            "outcome": outcome_field(status, source, http_status, int(time.time() * 1000)),
             "policy": call.caller.account.hold_policy,
         }
         self.journal.record(call.request_id, args)  # before the answer ends
@@ -258,7 +241,9 @@ class Settler:
             tokens=args["tokens"],
             limits=Limits(*args["limits"]),
             record_ttl=args["record_ttl"],
-            record=args["record"],
+            ledger_retention=args["ledger_retention"],
+            usage=args["usage"],
+            outcome=args["outcome"],
             policy=args["policy"],
         )
 
@@ -292,7 +277,7 @@ class Settler:
         while True:
             await asyncio.sleep(delay)
             if time.monotonic() - synced >= fsync_interval:
-                self.journal.flush()
+                await self.journal.flush_off_loop()
                 synced = time.monotonic()
             if time.monotonic() - adopted >= ADOPT_INTERVAL:  # a sibling worker that died
                 self.journal.adopt_orphans()

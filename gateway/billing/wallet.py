@@ -5,7 +5,8 @@ totals so the contract's identity can be checked at any time:
 
     topups - refunds - charges == cash == balance + held
 
-and the two streams (transactions, charges) hold every move that made those totals.
+and the two streams hold every move that made those totals: the transactions (money in and
+out) and the ledger (one entry per settled request; see :mod:`gateway.billing.ledger`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
+from gateway.billing import records
 from gateway.billing.lua_scripts import RedisPyScripts, ScriptCaller
 from gateway.store.keys import AccountKeys
 from pricing import format_usd
@@ -64,6 +66,7 @@ class Settlement:
     cost: int
     replayed: bool
     shortfall: int = 0
+    entry_id: str = ""  # the request's ledger entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +212,9 @@ class Wallet:
         tokens: int,
         limits: Limits,
         record_ttl: int,
-        record: Mapping[str, str],
+        ledger_retention: int = 90 * 86400,
+        usage: str = "",
+        outcome: str = "",
         policy: str = "strict",
     ) -> Settlement | None:
         """Charge ``cost`` and release the hold; idempotent on ``request_id``.
@@ -222,19 +227,19 @@ class Wallet:
             raise ValueError(f"cost {cost} is outside what a wallet can hold")
         k = AccountKeys(account_id)
         keys = [
-            k.wallet, k.holds, k.hold_amounts, k.request(request_id), k.charges,
+            k.wallet, k.holds, k.hold_amounts, k.request(request_id), k.ledger,
             k.bucket(f"key:{key_id}", "tpm"), k.bucket("acct", "tpm"),
         ]  # fmt: skip
-        # A release that finds no admission keeps the id used as long as a record would live.
-        args: list[Any] = [request_id, cost, record_ttl, min(tokens, MAX_UNITS),
-                           limits.key_tpm, limits.account_tpm, record_ttl, policy]  # fmt: skip
-        for name, value in record.items():
-            args += [name, value]
-        r = (await self._scripts.call("settle_v5", keys, args)).split()
+        # ``usage`` and ``outcome`` are the ledger entry's "u" and "y" (billing.ledger).
+        args: list[Any] = [
+            request_id, cost, record_ttl, min(tokens, MAX_UNITS), limits.key_tpm,
+            limits.account_tpm, ledger_retention, policy, usage, outcome,
+        ]  # fmt: skip
+        r = (await self._scripts.call("settle_v6", keys, args)).split()
         if int(r[0]) == -1:
             return None
         return Settlement(balance=int(r[1]), cost=int(r[2]), replayed=int(r[0]) == 0,
-                          shortfall=int(r[3]))  # fmt: skip
+                          shortfall=int(r[3]), entry_id=r[4])  # fmt: skip
 
     async def renew(self, account_id: str, request_ids: Sequence[str], ttl_ms: int) -> int:
         """Push the deadlines of holds of requests still running; returns how many."""
@@ -302,13 +307,10 @@ class Wallet:
             cash=n[0], held=n[1], topups=n[2], refunds=n[3], charges=n[4], month_spend=n[5]
         )
 
-    async def request_record(self, account_id: str, request_id: str) -> dict[str, str] | None:
-        """The metered record of one request, as stored (None: no such request)."""
+    async def request_view(self, account_id: str, request_id: str) -> dict[str, Any] | None:
+        """A request's record as the client API shows it; None when the account has none."""
         await self.settled(account_id)
-        raw = await self._redis.hgetall(AccountKeys(account_id).request(request_id))
-        if not raw:
-            return None
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return await records.request_view(self._redis, account_id, request_id)
 
     async def transactions(self, account_id: str, *, limit: int = 100) -> list[Transaction]:
         """Newest first."""

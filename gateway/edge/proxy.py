@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 
-import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -27,6 +25,8 @@ from gateway.apis.base import StreamTracker
 from gateway.apis.tokens import TokenCounter
 from gateway.apis.tracking import KeptBudget, partial_usage
 from gateway.billing.journal import Journal
+from gateway.billing.ledger import admission_field
+from gateway.billing.records import new_request_id
 from gateway.billing.settler import Call, Settler
 from gateway.billing.wallet import Limits, Refusal, Wallet
 from gateway.edge import ratelimit_headers
@@ -137,7 +137,7 @@ class Proxy:
                                         param="model")  # fmt: skip
         key, account = caller.key, caller.account
         return Call(
-            request_id="req_" + secrets.token_hex(16),
+            request_id=new_request_id(),
             caller=caller,
             endpoint=endpoint,
             req=req,
@@ -165,21 +165,15 @@ class Proxy:
             hold_ttl_ms=self._settings.hold_ttl_ms,
             record_ttl=self._settings.record_ttl,
             record={
-                "meta": orjson.dumps(
-                    {
-                        "model": call.model,
-                        "key_id": call.caller.key.id,
-                        "project": call.caller.key.project,
-                        "endpoint": call.endpoint.path,
-                        "stream": call.req.stream,
-                        "price_version": call.price_version,
-                        "price_effective_from": (
-                            call.price.effective_from.isoformat()
-                            if call.price.effective_from
-                            else None
-                        ),
-                    }
-                ).decode()
+                "k": call.caller.key.id,
+                "p": call.caller.key.project,
+                "m": call.model,
+                "x": admission_field(
+                    call.endpoint.path,
+                    call.req.stream,
+                    call.price_version,
+                    call.price.effective_from.isoformat() if call.price.effective_from else None,
+                ),
             },
         )
         try:

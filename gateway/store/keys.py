@@ -36,9 +36,10 @@ class AccountKeys:
         return f"{self.tag}:tx"
 
     @property
-    def charges(self) -> str:
-        """Stream: one entry per settled request that cost money."""
-        return f"{self.tag}:charges"
+    def ledger(self) -> str:
+        """Stream: one entry per settled request, zero-cost ones included (see
+        ``gateway.billing.ledger``); entries older than the ledger retention are trimmed."""
+        return f"{self.tag}:ledger"
 
     @property
     def orders(self) -> str:
@@ -61,7 +62,8 @@ class AccountKeys:
         return f"{self.tag}:keys"
 
     def request(self, request_id: str) -> str:
-        """Hash: the metered record of one request."""
+        """Hash: one request while it is pending (no expiry); once settled, a marker of its
+        ledger entry (``e``, ``c``, ``f``) kept ``record_ttl``; or a release's tombstone."""
         return f"{self.tag}:req:{request_id}"
 
     def bucket(self, scope: str, kind: str) -> str:

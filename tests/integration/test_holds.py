@@ -16,6 +16,7 @@ from pricing import compute_cost, parse_pricing, parse_usd
 from pricing.usage import Usage
 from tests.integration.conftest import PRICING, Gateway, remote
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.ledger import request_status
 from tests.support.processes import GatewayProcess
 
 pytestmark = pytest.mark.redis_cluster_too
@@ -251,7 +252,7 @@ async def test_shutdown_mid_stream_still_settles(
         upstream.gate.set()
         k = AccountKeys(account)
         assert int(await redis.hget(k.wallet, "held")) == 0
-        assert await redis.hget(k.request(rid), "status") == "settled"
+        assert await request_status(redis, account, rid) == "settled"
 
 
 async def test_postpaid_may_end_slightly_negative_then_refuses(

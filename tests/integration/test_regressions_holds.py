@@ -14,7 +14,7 @@ from gateway.store.keys import AccountKeys
 from pricing import parse_usd
 from tests.integration.conftest import Gateway
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.ledger import assert_ledger_identity
+from tests.support.ledger import assert_ledger_identity, charge_statuses
 
 
 async def _post(gw: Gateway, key: str, path: str, body: dict[str, Any]) -> tuple[int, bytes, Any]:
@@ -204,8 +204,7 @@ async def test_a_request_cancelled_during_its_admission_leaves_no_hold(
     assert (wallet["held"], parse_usd(wallet["balance"])) == ("0.00", parse_usd("1.00") - cost)
     k = AccountKeys(account)
     assert int(await redis.hget(k.wallet, "held")) == 0  # placed, then released
-    records = [key async for key in redis.scan_iter(match=k.request("*"))]
-    statuses = sorted([await redis.hget(r, "status") for r in records])
+    statuses = await charge_statuses(redis, account)
     assert statuses == ["failed", "settled"]  # the cancelled one is on the books, at no cost
     assert len(upstream.requests) == 1  # the cancelled one was never forwarded
     await assert_ledger_identity(redis)

@@ -8,6 +8,7 @@ from typing import Any
 from gateway.store.keys import AccountKeys
 from tests.integration.conftest import Gateway
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.ledger import request_status
 
 
 async def test_deeply_nested_content_is_a_400_not_a_500(
@@ -49,7 +50,7 @@ async def test_settle_script_error_after_releasing_the_hold_leaves_the_request_u
     await asyncio.sleep(0.3)
     k = AccountKeys(account)
     charges = await redis.hget(k.wallet, "charges")
-    rec_status = await redis.hget(k.request(headers["x-request-id"]), "status")
+    rec_status = await request_status(redis, account, headers["x-request-id"])
     # Either refuse to relay what cannot be billed, or bill it: never 200 + unbilled.
     assert not (status == 200 and charges is None), (
         status,

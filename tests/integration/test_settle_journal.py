@@ -66,7 +66,8 @@ async def in_process(
 
 
 async def charged_ids(redis: Any, account: str) -> list[str]:
-    return [f["request_id"] for _, f in await redis.xrange(AccountKeys(account).charges)]
+    ledger = await redis.xrange(AccountKeys(account).ledger)
+    return [f["r"] for _, f in ledger if f["t"] == "charge" and f["a"] != "0"]
 
 
 async def wait_until(check: Any, seconds: float = 20.0) -> None:

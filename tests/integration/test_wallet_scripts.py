@@ -12,11 +12,14 @@ from typing import Any
 import pytest
 
 from gateway.billing.accounts import Directory
+from gateway.billing.ledger import admission_field, outcome_field, usage_field
 from gateway.billing.lua_scripts import all_sources, script_source
+from gateway.billing.records import new_request_id
 from gateway.billing.wallet import Admission, Limits, Refusal, Wallet
 from gateway.store.fast_client import FastScripts
 from gateway.store.keys import AccountKeys
 from gateway.store.redis_errors import StoreRefused
+from pricing import Usage
 
 pytestmark = pytest.mark.redis_cluster_too
 
@@ -51,7 +54,7 @@ async def admit(wallet: Wallet, account: str, rid: str, hold: int, ttl_ms: int =
 async def settle(wallet: Wallet, account: str, rid: str, cost: int) -> Any:
     return await wallet.settle(
         account, request_id=rid, key_id="k", cost=cost, tokens=5, limits=NO_LIMITS,
-        record_ttl=60, record={"status": "settled"},
+        record_ttl=60,
     )  # fmt: skip
 
 
@@ -84,7 +87,7 @@ async def test_a_release_arriving_before_its_admission_makes_it_place_no_hold(
         await admit(wallet, account, "lost-reply", hold=400_000)
     view = await wallet.view(account)
     assert (view.balance, view.held, view.charges) == (1_000_000, 0, 0)
-    assert (await wallet.request_record(account, "lost-reply") or {})["status"] == "released"
+    assert await wallet.request_view(account, "lost-reply") is None  # never admitted
 
 
 async def test_a_release_arriving_after_its_admission_frees_the_hold_now(
@@ -179,14 +182,14 @@ async def test_malformed_arguments_fail_before_anything_is_written(
             account, request_id="bad", key_id="k", hold=100, policy="strict", est_tokens=10,
             limits=NO_LIMITS, hold_ttl_ms=60_000, record_ttl="1.5", record={"model": "m"},  # type: ignore[arg-type]
         )  # fmt: skip
-    assert await wallet.request_record(account, "bad") is None
+    assert await wallet.request_view(account, "bad") is None
     assert (await wallet.view(account)).held == 0
 
     await admit(wallet, account, "r", hold=500)
     with pytest.raises(StoreRefused, match="malformed"):
         await wallet.settle(
             account, request_id="r", key_id="k", cost=300, tokens=5, limits=NO_LIMITS,
-            record_ttl="1.5", record={"status": "settled"},  # type: ignore[arg-type]
+            record_ttl="1.5",  # type: ignore[arg-type]
         )  # fmt: skip
     view = await wallet.view(account)
     assert (view.balance, view.held, view.charges) == (1_000_000 - 500, 500, 0)
@@ -215,3 +218,40 @@ return out
     got = await redis.eval(probe, 0, *instants)
     want = [time.strftime("%Y-%m", time.gmtime(ms / 1000)) for ms in instants]
     assert got == want
+
+
+async def test_a_request_is_found_in_the_ledger_after_its_marker_expired(
+    funded: tuple[Wallet, str],
+) -> None:
+    """The record of a settled request is its ledger entry; past ``record_ttl`` (its marker
+    gone) the id's admission time still finds it."""
+    wallet, account = funded
+    rid = new_request_id()
+    await wallet.admit(
+        account, request_id=rid, key_id="k1", hold=900, policy="strict", est_tokens=10,
+        limits=NO_LIMITS, hold_ttl_ms=60_000, record_ttl=1,
+        record={"k": "k1", "p": "proj", "m": "gpt-x",
+                "x": admission_field("/chat/completions", True, "v1", None)},
+    )  # fmt: skip
+    for n in range(5):  # other requests settle around it
+        await admit(wallet, account, f"other-{n}", hold=1)
+        await settle(wallet, account, f"other-{n}", 1)
+    await wallet.settle(
+        account, request_id=rid, key_id="k1", cost=777, tokens=5, limits=NO_LIMITS,
+        record_ttl=1, usage=usage_field(Usage(input_tokens=3, output_tokens=2)),
+        outcome=outcome_field("settled", "upstream", 200, 123),
+    )  # fmt: skip
+    fresh = await wallet.request_view(account, rid)
+    await asyncio.sleep(1.2)  # the marker expires
+    old = await wallet.request_view(account, rid)
+    assert fresh == old and old is not None
+    assert (old["status"], old["model"], old["project"], old["key_id"]) == (
+        "settled", "gpt-x", "proj", "k1")  # fmt: skip
+    assert (old["cost"], old["held"], old["usage"]["total_tokens"]) == (
+        "0.000000777",
+        "0.0000009",
+        5,
+    )
+    assert old["cost_by_source"] == {"free_quota": "0.00", "credits": "0.00",
+                                     "cash": "0.000000777"}  # fmt: skip
+    assert (old["stream"], old["price_version"], old["finished_ms"]) == (True, "v1", 123)

@@ -8,7 +8,8 @@ from gateway.store.keys import AccountKeys, accounts_index
 
 
 async def assert_ledger_identity(redis: Any) -> int:
-    """For every account: totals agree with the streams, and
+    """For every account: totals agree with the streams (the transactions; the ledger, where
+    each request appears once and each charge's split adds up to it), and
     top-ups - refunds - charges == balance + holds outstanding. Returns accounts checked."""
     ids = await redis.smembers(accounts_index())
     for account_id in ids:
@@ -22,12 +23,31 @@ async def assert_ledger_identity(redis: Any) -> int:
         tx = await redis.xrange(k.transactions)
         assert sum(int(f["amount"]) for _, f in tx if f["type"] == "topup") == topups
         assert sum(int(f["amount"]) for _, f in tx if f["type"] == "refund") == refunds
-        charged = await redis.xrange(k.charges)
-        assert sum(int(f["amount"]) for _, f in charged) == charges, account_id
-        ids_charged = [f["request_id"] for _, f in charged]
+        charged = [f for _, f in await redis.xrange(k.ledger) if f["t"] == "charge"]
+        assert sum(int(f["a"]) for f in charged) == charges, account_id
+        ids_charged = [f["r"] for f in charged]
         assert len(ids_charged) == len(set(ids_charged)), "a request was charged twice"
+        for f in charged:  # each charge is drawn from its sources exactly
+            assert sum(int(n) for n in f["s"].split(",")) == int(f["a"]), f
 
         amounts = {rid: int(v) for rid, v in (await redis.hgetall(k.hold_amounts)).items()}
         assert sum(amounts.values()) == held, (account_id, held, amounts)
         assert set(await redis.zrange(k.holds, 0, -1)) == set(amounts)
     return len(ids)
+
+
+async def request_status(redis: Any, account_id: str, request_id: str) -> str | None:
+    """A request's status as stored: "pending", "released" (a tombstone), or its ledger entry's
+    outcome ("settled", "failed", ...) once settled; None when Redis has nothing of it."""
+    k = AccountKeys(account_id)
+    record = await redis.hgetall(k.request(request_id))
+    if "e" in record:
+        ((_, fields),) = await redis.xrange(k.ledger, record["e"], record["e"])
+        return str(fields["y"].split("|", 1)[0])
+    return record.get("status")
+
+
+async def charge_statuses(redis: Any, account_id: str) -> list[str]:
+    """The outcome of every request in the account's ledger, sorted."""
+    ledger = await redis.xrange(AccountKeys(account_id).ledger)
+    return sorted(f["y"].split("|", 1)[0] for _, f in ledger if f["t"] == "charge")

@@ -1,0 +1,144 @@
+"""The ledger entry: one compact line per charge or money movement, in each account's stream.
+
+Everything the wallet answers from hangs off this entry: a request's record
+(``GET /v1/requests/{id}``), usage rollups, the export (``GET /admin/ledger``), webhooks. It
+is written by the same Lua call that moves the money, so it can never disagree with the
+wallet. A charge entry (``t`` = ``charge``; every settled request has one, zero-cost ones
+included) has these fields, all strings:
+
+====  ====================================================================================
+t     type: ``charge`` (and, with the wallet issues, ``topup``, ``refund``, ``credit``, ...)
+r     the request id
+k     the API key's id            p   its project          m   the model billed
+u     usage: ``input,output,cache_read,cache_write,cache_write_1h,reasoning,images,audio_ms``
+      then ``;`` and the image variant (empty when none)
+x     admission facts: ``endpoint|stream|price_version|price_effective_from|created_ms|hold``
+y     outcome: ``status|usage_source|http_status|finished_ms|shortfall``
+a     the amount charged (integer nanodollars)
+s     how ``a`` was drawn: ``free_quota,credits,cash`` (integers; they add up to ``a``)
+b     the spendable balance right after (nanodollars, may be negative when postpaid)
+====  ====================================================================================
+
+Every charge entry has the same fields in the same order, so Redis stores the names once per
+stream node and each entry costs only its values (``bench/`` measures the bytes). ``|`` and
+``%`` inside a value are percent-escaped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+from pricing import Usage, format_usd
+
+USAGE_FIELDS = (
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cache_write_1h_tokens", "reasoning_tokens", "images", "audio_ms",
+)  # fmt: skip
+TOKEN_FIELDS = USAGE_FIELDS[:6]
+
+
+def pack(*parts: object) -> str:
+    """Join values with ``|``, escaping what would split them."""
+    return "|".join(quote(str(p), safe=" :/.,;-_~+=@") if p is not None else "" for p in parts)
+
+
+def unpack(packed: str, count: int) -> list[str]:
+    parts = [unquote(p) for p in packed.split("|")] if packed else []
+    return parts + [""] * (count - len(parts))
+
+
+def usage_field(usage: Usage) -> str:
+    counts = ",".join(str(getattr(usage, name)) for name in USAGE_FIELDS)
+    return f"{counts};{usage.image_variant or ''}"
+
+
+def admission_field(endpoint: str, stream: bool, price_version: str,
+                    price_effective_from: str | None) -> str:  # fmt: skip
+    """``x`` as the pending record keeps it; the settle appends ``created_ms|hold``."""
+    return pack(endpoint, int(stream), price_version, price_effective_from or "")
+
+
+def outcome_field(status: str, usage_source: str, http_status: int, finished_ms: int) -> str:
+    """``y`` as the settle is given it; the script appends ``|shortfall``."""
+    return pack(status, usage_source, http_status, finished_ms)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeEntry:
+    """A charge entry read back from the stream."""
+
+    entry_id: str
+    request_id: str
+    key_id: str
+    project: str
+    model: str
+    usage: dict[str, int]
+    image_variant: str
+    endpoint: str
+    stream: bool
+    price_version: str
+    price_effective_from: str
+    created_ms: int
+    hold: int
+    status: str
+    usage_source: str
+    http_status: int
+    finished_ms: int
+    shortfall: int
+    amount: int
+    split: tuple[int, int, int]  # free quota, credits, cash
+    balance: int
+
+    @classmethod
+    def from_fields(cls, entry_id: str, f: dict[str, str]) -> ChargeEntry:
+        counts, _, variant = f.get("u", "").partition(";")
+        numbers = [_int(n) for n in counts.split(",")] if counts else []
+        numbers += [0] * (len(USAGE_FIELDS) - len(numbers))
+        endpoint, stream, version, effective, created, hold = unpack(f.get("x", ""), 6)
+        status, source, http, finished, shortfall = unpack(f.get("y", ""), 5)
+        split = [_int(n) for n in f.get("s", "").split(",")] + [0, 0, 0]
+        return cls(
+            entry_id=entry_id, request_id=f.get("r", ""), key_id=f.get("k", ""),
+            project=f.get("p", ""), model=f.get("m", ""),
+            usage=dict(zip(USAGE_FIELDS, numbers, strict=True)), image_variant=variant,
+            endpoint=endpoint, stream=stream == "1", price_version=version,
+            price_effective_from=effective, created_ms=_int(created), hold=_int(hold),
+            status=status, usage_source=source, http_status=_int(http),
+            finished_ms=_int(finished), shortfall=_int(shortfall), amount=_int(f.get("a", "0")),
+            split=(split[0], split[1], split[2]), balance=_int(f.get("b", "0")),
+        )  # fmt: skip
+
+    def record_json(self) -> dict[str, Any]:
+        """The request's record as ``GET /v1/requests/{id}`` shows it."""
+        tokens = {name: self.usage[name] for name in TOKEN_FIELDS}
+        tokens["total_tokens"] = sum(v for k, v in tokens.items() if k != "reasoning_tokens")
+        units: dict[str, object] = {"images": self.usage["images"],
+                                    "audio_ms": self.usage["audio_ms"]}  # fmt: skip
+        if self.image_variant:
+            units["image_variant"] = self.image_variant
+        return {
+            "id": self.request_id, "status": self.status, "model": self.model,
+            "endpoint": self.endpoint, "project": self.project, "key_id": self.key_id,
+            "stream": self.stream, "usage": {**tokens, **units},
+            "usage_source": self.usage_source, "cost": format_usd(self.amount),
+            "cost_by_source": self.split_json(), "held": format_usd(self.hold),
+            "shortfall": format_usd(self.shortfall), "http_status": self.http_status or None,
+            "price_version": self.price_version or None,
+            "price_effective_from": self.price_effective_from or None,
+            "created_ms": self.created_ms, "finished_ms": self.finished_ms or None,
+            "ledger_entry": self.entry_id,
+        }  # fmt: skip
+
+    def split_json(self) -> dict[str, str]:
+        free, credits, cash = self.split
+        return {"free_quota": format_usd(free), "credits": format_usd(credits),
+                "cash": format_usd(cash)}  # fmt: skip

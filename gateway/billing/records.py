@@ -1,0 +1,102 @@
+"""A request's record: pending in its own hash, then its ledger entry (gateway.billing.ledger).
+
+While a request runs, its record is a small hash (admit_v3). Once settled, the record is its
+ledger entry, found through a marker that lives ``record_ttl`` (settle_v6); after that, by its
+id alone: the id carries the admission time, and the entry comes after it in the ledger.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.billing.ledger import TOKEN_FIELDS, ChargeEntry, unpack
+from gateway.store.keys import AccountKeys
+from pricing import format_usd
+
+
+async def request_view(redis: Any, account_id: str, request_id: str) -> dict[str, Any] | None:
+    """A request's record as the client API shows it; None when the account has none."""
+    k = AccountKeys(account_id)
+    stored = decoded(await redis.hgetall(k.request(request_id)))
+    if stored.get("status") == "pending":
+        return pending_json(request_id, stored)
+    if stored.get("status") == "released":
+        return None  # released before it was ever admitted
+    entry_id = stored.get("e")
+    found = await (ledger_entry(redis, k, entry_id) if entry_id
+                   else find_in_ledger(redis, k, request_id))  # fmt: skip
+    return found.record_json() if found is not None else None
+
+
+async def ledger_entry(redis: Any, k: AccountKeys, entry_id: str) -> ChargeEntry | None:
+    rows = await redis.xrange(k.ledger, entry_id, entry_id)
+    return ChargeEntry.from_fields(_s(rows[0][0]), decoded(rows[0][1])) if rows else None
+
+
+async def find_in_ledger(redis: Any, k: AccountKeys, request_id: str) -> ChargeEntry | None:
+    """A request settled longer ago than its marker lives: its entry is after its admission
+    time (which its id carries), usually soon after; look a bounded way forward."""
+    start = admission_ms(request_id)
+    if start is None:
+        return None
+    cursor = str(max(start - CLOCK_SKEW_MS, 0))
+    for _ in range(LOOKUP_PAGES):
+        rows = await redis.xrange(k.ledger, cursor, "+", count=LOOKUP_PAGE)
+        for entry_id, fields in rows:
+            f = decoded(fields)
+            if f.get("r") == request_id and f.get("t") == "charge":
+                return ChargeEntry.from_fields(_s(entry_id), f)
+        if len(rows) < LOOKUP_PAGE:
+            return None
+        cursor = "(" + _s(rows[-1][0])
+    return None
+
+
+CLOCK_SKEW_MS = 60_000  # a gateway host's clock may run ahead of Redis's
+LOOKUP_PAGE, LOOKUP_PAGES = 1000, 50  # at most 50,000 entries read to find an old request
+
+
+def new_request_id() -> str:
+    """``req_`` + the admission time (ms, 11 hex digits) + 80 random bits: the time lets an
+    old request be found in its account's ledger without an index."""
+    return f"req_{int(time.time() * 1000):011x}{secrets.token_hex(10)}"
+
+
+def admission_ms(request_id: str) -> int | None:
+    digits = request_id[4:15]
+    if not request_id.startswith("req_") or len(digits) != 11:
+        return None
+    try:
+        return int(digits, 16)
+    except ValueError:
+        return None
+
+
+def pending_json(request_id: str, f: dict[str, str]) -> dict[str, Any]:
+    """A request still pending (or whose gateway died: past its hold's deadline)."""
+    endpoint, stream, version, effective = unpack(f.get("x", ""), 4)
+    status = "pending"
+    deadline = int(f.get("deadline_ms", "0") or 0)
+    if deadline and time.time() * 1000 > deadline:
+        status = "expired"  # its gateway died; the hold was (or will be) released
+    zero = dict.fromkeys(TOKEN_FIELDS, 0)
+    return {
+        "id": request_id, "status": status, "model": f.get("m"), "endpoint": endpoint,
+        "project": f.get("p"), "key_id": f.get("k"), "stream": stream == "1",
+        "usage": {**zero, "total_tokens": 0, "images": 0, "audio_ms": 0},
+        "usage_source": None, "cost": format_usd(0), "held": format_usd(int(f.get("hold", "0"))),
+        "http_status": None, "price_version": version or None,
+        "price_effective_from": effective or None,
+        "created_ms": int(f.get("created_ms", "0") or 0), "finished_ms": None,
+    }  # fmt: skip
+
+
+def decoded(fields: Mapping[Any, Any]) -> dict[str, str]:
+    return {_s(a): _s(b) for a, b in fields.items()}
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
