@@ -18,9 +18,10 @@ from gateway import errors
 from gateway.apis import default_endpoints
 from gateway.apis.tokens import TokenCounter
 from gateway.billing.accounts import Directory
+from gateway.billing.feed import LedgerRelay
 from gateway.billing.hold_reaper import reap_forever, renew_forever
 from gateway.billing.journal import Journal
-from gateway.billing.lua_scripts import ScriptCaller
+from gateway.billing.lua_scripts import RedisPyScripts, ScriptCaller
 from gateway.billing.wallet import Wallet
 from gateway.edge.admin import Admin
 from gateway.edge.auth import Authenticator
@@ -144,10 +145,14 @@ def create_app(
     counter = counter or TokenCounter()
     breaker = Breaker()
     directory = Directory(redis)
-    wallet = Wallet(redis, scripts)
+    scripts = scripts or RedisPyScripts(redis)
+    relay = LedgerRelay(redis, scripts, retention_s=settings.ledger_retention)
+    wallet = Wallet(redis, scripts, on_ledger=relay.touched,
+                    ledger_retention=settings.ledger_retention)  # fmt: skip
     auth = Authenticator(directory)
     endpoints = default_endpoints(settings.aliases)
-    admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256)
+    admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256,
+                  redis=redis)  # fmt: skip
 
     app = web.Application(
         middlewares=[error_middleware(breaker)], client_max_size=settings.max_body_bytes + 1
@@ -178,6 +183,7 @@ def create_app(
         )
         tasks = [
             asyncio.create_task(app[PROXY].replay_journal()),
+            asyncio.create_task(relay.run_forever()),
             asyncio.create_task(
                 reap_forever(redis, wallet, interval=min(max(settings.hold_ttl / 4, 0.5), 30.0))
             ),
@@ -195,6 +201,9 @@ def create_app(
                 await task
         await app[PROXY].drain(seconds=settings.shutdown_timeout)
         journal.close()  # what is still pending stays on disk for the next start
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.redis_timeout):
+                await relay.close()
         if own_pool:
             await http.close()
 

@@ -139,6 +139,32 @@ class ChargeEntry:
         }  # fmt: skip
 
     def split_json(self) -> dict[str, str]:
-        free, credits, cash = self.split
-        return {"free_quota": format_usd(free), "credits": format_usd(credits),
-                "cash": format_usd(cash)}  # fmt: skip
+        return _split_json(*self.split)
+
+
+def export_json(cursor: str, account: str, entry_id: str, f: dict[str, str]) -> dict[str, Any]:
+    """One line of ``GET /admin/ledger``: any entry, with the feed cursor it was read at."""
+    created_ms = int(entry_id.partition("-")[0] or 0)
+    line: dict[str, Any] = {
+        "cursor": cursor, "account": account, "entry": entry_id, "type": f.get("t", ""),
+        "amount": format_usd(_int(f.get("a", "0"))),
+        "balance_after": format_usd(_int(f.get("b", "0"))), "created_ms": created_ms,
+    }  # fmt: skip
+    if f.get("t") != "charge":
+        split = [_int(n) for n in f.get("s", "").split(",")] + [0, 0, 0]
+        line.update(order_id=f.get("r", ""), note=f.get("n", ""),
+                    by_source=_split_json(split[0], split[1], split[2]))  # fmt: skip
+        return line
+    e = ChargeEntry.from_fields(entry_id, f)
+    line.update(
+        request_id=e.request_id, model=e.model, project=e.project, key_id=e.key_id,
+        tokens={name: e.usage[name] for name in TOKEN_FIELDS}, images=e.usage["images"],
+        audio_ms=e.usage["audio_ms"], status=e.status, usage_source=e.usage_source,
+        by_source=e.split_json(), shortfall=format_usd(e.shortfall),
+    )  # fmt: skip
+    return line
+
+
+def _split_json(free: int, credits: int, cash: int) -> dict[str, str]:
+    return {"free_quota": format_usd(free), "credits": format_usd(credits),
+            "cash": format_usd(cash)}  # fmt: skip

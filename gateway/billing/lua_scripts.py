@@ -13,7 +13,15 @@ from redis.exceptions import RedisError
 
 from gateway.store.redis_errors import classify
 
-SCRIPT_NAMES = ("admit_v3", "settle_v6", "money_move_v1", "sweep_v1", "renew_v1")
+SCRIPT_NAMES = (
+    "admit_v3",
+    "settle_v6",
+    "money_move_v2",
+    "sweep_v1",
+    "renew_v1",
+    "relay_append_v1",
+    "relay_mark_v1",
+)
 
 
 def script_source(name: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,10 +129,21 @@ def _s(value: Any) -> str:
 
 
 class Wallet:
-    def __init__(self, redis: Any, scripts: ScriptCaller | None = None) -> None:
-        """``scripts`` runs the Lua (default: through ``redis`` itself)."""
+    def __init__(
+        self,
+        redis: Any,
+        scripts: ScriptCaller | None = None,
+        *,
+        on_ledger: Callable[[str], None] | None = None,
+        ledger_retention: int = 90 * 86400,
+    ) -> None:
+        """``scripts`` runs the Lua (default: through ``redis`` itself); ``on_ledger`` hears
+        of every account whose ledger got an entry (the feed's relay)."""
         self._redis = redis
-        self._scripts = scripts or RedisPyScripts(redis)
+        self.scripts = scripts or RedisPyScripts(redis)
+        self._scripts = self.scripts
+        self._on_ledger = on_ledger or (lambda _account: None)
+        self._ledger_retention = ledger_retention
         # Settles this process has started and Redis has not yet confirmed, per account: a
         # client may have its answer before its settle's reply is back (gateway.billing.settler),
         # and its next read of the wallet must already show the charge.
@@ -238,6 +249,7 @@ class Wallet:
         r = (await self._scripts.call("settle_v6", keys, args)).split()
         if int(r[0]) == -1:
             return None
+        self._on_ledger(account_id)  # also on a replay: its feed mark may have been lost
         return Settlement(balance=int(r[1]), cost=int(r[2]), replayed=int(r[0]) == 0,
                           shortfall=int(r[3]), entry_id=r[4])  # fmt: skip
 
@@ -260,8 +272,9 @@ class Wallet:
         """
         k = AccountKeys(account_id)
         r = await self._scripts.call(
-            "money_move_v1", [k.wallet, k.orders, k.transactions], [kind, amount, order_id, note]
-        )
+            "money_move_v2", [k.wallet, k.orders, k.transactions, k.ledger],
+            [kind, amount, order_id, note, self._ledger_retention],
+        )  # fmt: skip
         status = int(r[0])
         if status == -1:
             raise errors.InvalidRequest(
@@ -273,6 +286,7 @@ class Wallet:
             raise errors.InvalidRequest(
                 "this top-up would exceed the wallet's maximum balance", param="amount"
             )
+        self._on_ledger(account_id)
         txn = _transaction(_s(r[1]), r[2:])
         if status == 0 and (txn.type != kind or txn.amount != amount):
             raise errors.Conflict(

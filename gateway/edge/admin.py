@@ -6,12 +6,16 @@ import csv
 import hashlib
 import hmac
 import io
+import re
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway import errors
 from gateway.billing.accounts import HOLD_POLICIES, Directory
+from gateway.billing.feed import read_feed
+from gateway.billing.ledger import export_json
 from gateway.billing.wallet import Wallet
 from gateway.edge.auth import Authenticator
 from gateway.edge.httpjson import (
@@ -24,13 +28,21 @@ from gateway.edge.httpjson import (
 from pricing import parse_usd
 
 ACCOUNT_FIELDS = {"name", "plan", "hold_policy", "rpm", "tpm"}
+LEDGER_CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
 TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note")
 
 
 class Admin:
     def __init__(
-        self, *, directory: Directory, wallet: Wallet, auth: Authenticator, token_sha256: str
+        self,
+        *,
+        directory: Directory,
+        wallet: Wallet,
+        auth: Authenticator,
+        token_sha256: str,
+        redis: Any = None,
     ) -> None:
+        self._redis = redis
         self._directory = directory
         self._wallet = wallet
         self._auth = auth
@@ -49,6 +61,7 @@ class Admin:
             web.post("/admin/accounts/{id}/refunds", self.refund),
             web.get("/admin/accounts/{id}/wallet", self.wallet),
             web.get("/admin/accounts/{id}/transactions", self.transactions),
+            web.get("/admin/ledger", self.ledger),
         ]
 
     def check(self, request: web.Request) -> None:
@@ -196,3 +209,20 @@ class Admin:
             writer.writerows(rows)
             return web.Response(text=out.getvalue(), content_type="text/csv")
         return json_response({"data": rows})
+
+    async def ledger(self, request: web.Request) -> web.Response:
+        """Every account's ledger entries in the feed's order, as JSON lines, after a cursor."""
+        self.check(request)
+        after = request.query.get("after", "")
+        if after and not LEDGER_CURSOR.fullmatch(after):
+            raise errors.InvalidRequest("'after' must be a cursor from this API.", param="after")
+        try:
+            limit = int(request.query.get("limit", "1000"))
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= 10_000:
+            raise errors.InvalidRequest("'limit' must be an integer from 1 to 10000.",
+                                        param="limit")  # fmt: skip
+        rows = await read_feed(self._redis, after, limit)
+        body = b"".join(orjson.dumps(export_json(*row)) + b"\n" for row in rows)
+        return web.Response(body=body, content_type="application/x-ndjson")

@@ -42,6 +42,11 @@ class AccountKeys:
         return f"{self.tag}:ledger"
 
     @property
+    def relayed(self) -> str:
+        """String: the id of the last ledger entry of this account that is in the global feed."""
+        return f"{self.tag}:relayed"
+
+    @property
     def orders(self) -> str:
         """Hash: order_id -> transactions stream entry id (idempotency of money moves)."""
         return f"{self.tag}:orders"
@@ -69,6 +74,30 @@ class AccountKeys:
     def bucket(self, scope: str, kind: str) -> str:
         """Hash {level, ts}: token bucket of ``scope`` ("acct", "key:<id>"), ``kind`` rpm/tpm."""
         return f"{self.tag}:rl:{scope}:{kind}"
+
+
+# The global ledger feed and its relay: one hash tag, so the relay's script runs on one slot.
+LEDGER_TAG = f"{PREFIX}:{{ledger}}"
+
+
+def ledger_feed() -> str:
+    """Stream: pointers (account, ledger entry id) to every account's entries, in one order."""
+    return f"{LEDGER_TAG}:feed"
+
+
+def ledger_dirty() -> str:
+    """Sorted set: accounts whose ledger may have entries not in the feed yet (score: ms)."""
+    return f"{LEDGER_TAG}:dirty"
+
+
+def ledger_relay_lock() -> str:
+    """String with expiry: the token of the process that relays entries into the feed."""
+    return f"{LEDGER_TAG}:lock"
+
+
+def ledger_checkpoint() -> str:
+    """String: the last feed id whose accounts' relayed marks are known to be up to date."""
+    return f"{LEDGER_TAG}:checkpoint"
 
 
 def accounts_index() -> str:

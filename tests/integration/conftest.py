@@ -178,6 +178,7 @@ async def make_gateway(
     Redis, through redis-py on a cluster."""
     gateways: list[Gateway] = []
     fast: list[FastScripts] = []
+    servers: list[Any] = []
 
     async def factory(**overrides: Any) -> Gateway:
         registry = CollectorRegistry()
@@ -200,6 +201,7 @@ async def make_gateway(
             scripts=scripts,
         )
         server = await aiohttp_server(app)
+        servers.append(server)
         gw = Gateway(
             url=f"http://127.0.0.1:{server.port}",
             http=aiohttp.ClientSession(),
@@ -212,6 +214,8 @@ async def make_gateway(
     yield factory
     for gw in gateways:
         await gw.close()
+    for server in servers:  # the apps stop while Redis and its clients are still there
+        await server.close()
     for scripts in fast:
         await scripts.aclose()
 

@@ -82,6 +82,8 @@ async def test_redis_restart_under_load(
             assert wallet["held"] == "0.00"
             assert await assert_ledger_identity(client) == 1
     finally:
+        if "web_server" in locals():
+            await web_server.close()  # the app's cleanup still uses Redis
         await scripts.aclose()
         await client.aclose()
         server.stop()

@@ -62,7 +62,15 @@ async def in_process(
                      counter=counter, scripts=scripts)  # fmt: skip
     server = await aiohttp_server(app)
     return Gateway(url=f"http://127.0.0.1:{server.port}", http=aiohttp.ClientSession(),
-                   registry=CollectorRegistry(), app=app)  # fmt: skip
+                   registry=CollectorRegistry(), app=server)  # fmt: skip
+
+
+async def shut(gw: Gateway, scripts: FastScripts, client: Any) -> None:
+    """Stop the app (its cleanup still uses Redis), then the clients it used."""
+    await gw.close()
+    await gw.app.close()
+    await scripts.aclose()
+    await client.aclose()
 
 
 async def charged_ids(redis: Any, account: str) -> list[str]:
@@ -134,9 +142,7 @@ async def test_settles_meeting_loading_redis_land_once(
         assert (wallet["balance"], wallet["held"]) == ("0.98", "0.00")
         assert await assert_ledger_identity(client) == 1
     finally:
-        await gw.close()
-        await scripts.aclose()
-        await client.aclose()
+        await shut(gw, scripts, client)
 
 
 async def _rewrite_done(client: Any) -> bool:
@@ -226,6 +232,4 @@ async def test_a_stalled_admission_leaves_no_hold_behind(
         assert (wallet["balance"], wallet["held"]) == ("0.001", "0.00")  # two requests paid
         assert await assert_ledger_identity(client) == 1
     finally:
-        await gw.close()
-        await scripts.aclose()
-        await client.aclose()
+        await shut(gw, scripts, client)

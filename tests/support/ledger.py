@@ -23,7 +23,10 @@ async def assert_ledger_identity(redis: Any) -> int:
         tx = await redis.xrange(k.transactions)
         assert sum(int(f["amount"]) for _, f in tx if f["type"] == "topup") == topups
         assert sum(int(f["amount"]) for _, f in tx if f["type"] == "refund") == refunds
-        charged = [f for _, f in await redis.xrange(k.ledger) if f["t"] == "charge"]
+        ledger = [f for _, f in await redis.xrange(k.ledger)]
+        for kind, total in (("topup", topups), ("refund", refunds)):
+            assert sum(int(f["a"]) for f in ledger if f["t"] == kind) == total, (account_id, kind)
+        charged = [f for f in ledger if f["t"] == "charge"]
         assert sum(int(f["a"]) for f in charged) == charges, account_id
         ids_charged = [f["r"] for f in charged]
         assert len(ids_charged) == len(set(ids_charged)), "a request was charged twice"
