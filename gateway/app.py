@@ -92,6 +92,15 @@ def error_middleware(breaker: Breaker) -> Any:
     return middleware
 
 
+async def eviction_policies(redis: Any) -> list[str]:
+    """The ``maxmemory_policy`` of every Redis primary (INFO works where CONFIG is refused)."""
+    info = await redis.info("memory")
+    if isinstance(info, dict) and "maxmemory_policy" not in info:  # a cluster: per node
+        return [str(node.get("maxmemory_policy")) for node in info.values()
+                if isinstance(node, dict)]  # fmt: skip
+    return [str(info.get("maxmemory_policy"))]
+
+
 def _http_error(exc: web.HTTPException) -> errors.GatewayError:
     err = errors.GatewayError(exc.reason)
     err.status = exc.status
@@ -233,11 +242,18 @@ def create_app(
 
     async def readyz(request: web.Request) -> web.Response:
         try:
-            await asyncio.wait_for(redis.ping(), timeout=1.0)
+            async with asyncio.timeout(1.0):
+                policies = await eviction_policies(redis)
         except Exception as exc:
             return json_response(
                 {"status": "unavailable", "redis": str(exc) or "timeout"}, status=503
             )
+        unsafe = sorted(set(policies) - {"noeviction"})
+        if unsafe:  # Redis could drop wallet keys when full: money would vanish silently
+            return json_response({"status": "unavailable", "redis": (
+                f"maxmemory-policy is {', '.join(unsafe)}; Tollgate needs noeviction (a full "
+                "Redis must refuse writes, not evict wallets, holds or ledgers)")},
+                status=503)  # fmt: skip
         return json_response({"status": "ok", "pricing_version": holder.table.version})
 
     async def metrics_view(request: web.Request) -> web.Response:

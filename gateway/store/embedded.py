@@ -51,6 +51,8 @@ class EmbeddedRedis:
             "everysec",
             "--save",
             "",
+            "--maxmemory-policy",  # a full Redis refuses writes; it never evicts a wallet
+            "noeviction",
             "--daemonize",
             "no",
             "--bind",
