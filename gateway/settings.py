@@ -47,7 +47,7 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
     hold_ttl: float = 300.0
-    record_ttl: int = 7 * 86400
+    record_ttl: int = 86400  # a settled request's marker (fast lookups, replies to replays)
     ledger_retention: int = 90 * 86400
     default_max_output_tokens: int = 4096
     shutdown_timeout: float = 30.0
@@ -195,7 +195,7 @@ def parse_settings(
         connect_timeout=f.seconds("connect_timeout", 10.0),
         read_timeout=f.seconds("read_timeout", 600.0),
         hold_ttl=f.seconds("hold_ttl", 300.0),
-        record_ttl=f.count("record_ttl", 7 * 86400),
+        record_ttl=f.count("record_ttl", 86400),
         ledger_retention=f.count("ledger_retention", 90 * 86400),
         shutdown_timeout=f.seconds("shutdown_timeout", 30.0),
         redis_cluster=f.flag("redis_cluster", False),

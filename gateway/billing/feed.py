@@ -55,7 +55,7 @@ class LedgerRelay:
     def __init__(self, redis: Any, scripts: ScriptCaller, *, retention_s: int) -> None:
         self._redis = redis
         self._scripts = scripts
-        self._retention_ms = retention_s * 1000
+        self.retention_ms = retention_s * 1000
         self._token = secrets.token_hex(12)
         self._dirty: set[str] = set()
         self._leading = False
@@ -114,7 +114,7 @@ class LedgerRelay:
             ids = [_s(entry_id) for entry_id, _ in rows]
             last = await self._scripts.call(
                 "relay_append_v1", [ledger_feed(), ledger_relay_lock()],
-                [self._token, self._retention_ms, account, *ids],
+                [self._token, self.retention_ms, account, *ids],
             )  # fmt: skip
             if not last:
                 raise NotLeader(account)
