@@ -190,14 +190,17 @@ def create_app(
             metrics=metrics,
             journal=journal,
         )
+        reap_every = min(max(settings.hold_ttl / 4, 0.5), 30.0)
         tasks = [
-            asyncio.create_task(app[PROXY].replay_journal()),
-            asyncio.create_task(relay.run_forever()),
+            asyncio.create_task(app[PROXY].replay_journal(), name="journal replay"),
+            asyncio.create_task(relay.run_forever(), name="ledger relay"),
+            asyncio.create_task(reap_forever(redis, wallet, reap_every), name="hold reaper"),
             asyncio.create_task(
-                reap_forever(redis, wallet, interval=min(max(settings.hold_ttl / 4, 0.5), 30.0))
+                reloader.watch(settings.pricing_poll_interval), name="pricing reload"
             ),
-            asyncio.create_task(reloader.watch(settings.pricing_poll_interval)),
-            asyncio.create_task(renew_forever(app[PROXY], interval=settings.hold_ttl / 3)),
+            asyncio.create_task(
+                renew_forever(app[PROXY], interval=settings.hold_ttl / 3), name="hold renewal"
+            ),
         ]
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # SIGHUP reloads prices at once (only where this loop owns signals).
@@ -205,9 +208,9 @@ def create_app(
         yield
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        _, stuck = await asyncio.wait(tasks, timeout=5.0)
+        for task in stuck:  # a task that swallowed its cancellation must not hang shutdown
+            log.error("background task %r did not stop when cancelled", task.get_name())
         await app[PROXY].drain(seconds=settings.shutdown_timeout)
         journal.close()  # what is still pending stays on disk for the next start
         with contextlib.suppress(TimeoutError):

@@ -59,6 +59,7 @@ class Settings:
     pricing_poll_interval: float = 2.0
     log_format: str = "json"
     journal_fsync: str = "interval"  # always | interval | never (gateway.billing.journal)
+    journal_stream_interval: float = 2.0  # seconds between journaled progress of a stream
     aliases: Mapping[str, str] = field(default_factory=dict)  # model name clients use -> model
     # Where workers publish their metrics for each other; set by ``tollgate serve --workers N``,
     # never read from the file.
@@ -94,6 +95,7 @@ _TOP_LEVEL = {
     "pricing_poll_interval",
     "log_format",
     "journal_fsync",
+    "journal_stream_interval",
     "aliases",
 }
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
@@ -206,6 +208,7 @@ def parse_settings(
         pricing_poll_interval=f.seconds("pricing_poll_interval", 2.0),
         log_format=f.choice("log_format", ("json", "text"), "json"),
         journal_fsync=f.choice("journal_fsync", ("always", "interval", "never"), "interval"),
+        journal_stream_interval=f.seconds("journal_stream_interval", 2.0),
         default_max_output_tokens=f.count("default_max_output_tokens", 4096),
         aliases=_parse_aliases(data.get("aliases"), f.fail),
     )

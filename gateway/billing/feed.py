@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from typing import Any
 
@@ -37,6 +36,7 @@ from gateway.store.keys import (
     ledger_feed,
     ledger_relay_lock,
 )
+from gateway.store.lease import Lease
 from gateway.store.redis_errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ class LedgerRelay:
         self._redis = redis
         self._scripts = scripts
         self.retention_ms = retention_s * 1000
-        self._token = secrets.token_hex(12)
+        self._lease = Lease(redis, ledger_relay_lock(), LOCK_MS)
+        self._token = self._lease.token
         self._dirty: set[str] = set()
         self._leading = False
 
@@ -95,23 +96,16 @@ class LedgerRelay:
         return appended
 
     async def _lead(self) -> bool:
-        lock = ledger_relay_lock()
-        if await self._redis.set(lock, self._token, nx=True, px=LOCK_MS):
-            return True
-        if _s(await self._redis.get(lock) or "") == self._token:
-            await self._redis.pexpire(lock, LOCK_MS)
-            return True
-        return False
+        return await self._lease.hold()
 
     async def _relay_account(self, account: str) -> int:
         k = AccountKeys(account)
-        mark = _s(await self._redis.get(k.relayed) or "0-0")
         appended = 0
         while True:
-            rows = await self._redis.xrange(k.ledger, "(" + mark, "+", count=BATCH)
-            if not rows:
+            ids = [_s(i) for i in await self._scripts.call("relay_ids_v1", [k.ledger, k.relayed],
+                                                            [BATCH])]  # fmt: skip
+            if not ids:
                 return appended
-            ids = [_s(entry_id) for entry_id, _ in rows]
             last = await self._scripts.call(
                 "relay_append_v1", [ledger_feed(), ledger_relay_lock()],
                 [self._token, self.retention_ms, account, *ids],
@@ -121,7 +115,6 @@ class LedgerRelay:
             await self._scripts.call("relay_mark_v1", [k.relayed], [ids[-1]])
             await self._redis.set(ledger_checkpoint(), _s(last))
             appended += len(ids)
-            mark = ids[-1]
 
     async def _recover(self) -> None:
         """Bring the marks up to the feed: pointers appended after the checkpoint by a leader
@@ -174,8 +167,7 @@ class LedgerRelay:
         """Send the last marks; give up the lock if this process holds it."""
         with contextlib.suppress(Exception):
             await self.flush_dirty()
-            if _s(await self._redis.get(ledger_relay_lock()) or "") == self._token:
-                await self._redis.delete(ledger_relay_lock())
+        await self._lease.release()
 
 
 async def read_feed(

@@ -2,8 +2,9 @@
 holds of live requests from expiring.
 
 Every admission already sweeps its own account, and so does every wallet read; this task covers
-accounts that see no traffic. The sweep script is atomic per account, so when several processes
-reap at once each expired hold is still released exactly once.
+accounts that see no traffic. One process at a time does it (a lease in Redis), not every
+worker of every host; the sweep script is atomic per account anyway, so should two processes
+reap at once, each expired hold is still released exactly once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import logging
 from typing import Any, Protocol
 
 from gateway.billing.wallet import Wallet
-from gateway.store.keys import accounts_index
+from gateway.store.keys import accounts_index, reaper_lease
+from gateway.store.lease import Lease
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -30,9 +32,12 @@ async def reap_once(redis: Any, wallet: Wallet) -> int:
 
 
 async def reap_forever(redis: Any, wallet: Wallet, interval: float) -> None:
+    lease = Lease(redis, reaper_lease(), int(interval * 3000))
     while True:
         await asyncio.sleep(interval)
         try:
+            if not await lease.hold():
+                continue  # another process reaps this round
             released = await reap_once(redis, wallet)
         except asyncio.CancelledError:
             raise

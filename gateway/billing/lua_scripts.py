@@ -21,6 +21,7 @@ SCRIPT_NAMES = (
     "renew_v1",
     "relay_append_v1",
     "relay_mark_v1",
+    "relay_ids_v1",
 )
 
 

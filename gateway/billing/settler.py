@@ -87,6 +87,7 @@ class Settler:
         self._request_log = logging.getLogger("tollgate.request")
         self._leases: dict[str, str] = {}  # request id -> account id, while a hold is placed
         self._trying: set[str] = set()  # request ids whose first attempt is under way
+        self._live: set[str] = set()  # streams running here with their progress journaled
 
     def lease(self, call: Call) -> None:
         """Keep renewing the admitted call's hold until it is settled."""
@@ -122,6 +123,35 @@ class Settler:
         handler's cancellation), and the caller decides whether to wait for Redis's reply."""
         call.settled = True
         self._leases.pop(call.request_id, None)
+        self._live.discard(call.request_id)
+        cost, usage, args = self._args(call, usage, status, source, http_status)
+        self.journal.record(call.request_id, args)  # before the answer ends
+        self._trying.add(call.request_id)
+        attempt = functools.partial(self._apply, args)
+        task = self._track(asyncio.ensure_future(
+            self._run(call, usage, cost, attempt, http_status, source)
+        ))  # fmt: skip
+        self._wallet.settling(call.caller.account.id, task)
+        certain = self._certain(call, cost)
+        if certain:  # the answer goes out now: count it now, as what it will be charged
+            call.answered_early = True
+            self._observe(call, usage, cost, http_status, source)
+        return Settling(cost, task, certain)
+
+    def progress(self, call: Call, usage: Usage) -> None:
+        """Journal what a stream has cost so far, not as its settle: should this process die
+        before the stream ends, the process that adopts its journal charges what was relayed
+        (``usage_source`` "partial") instead of nothing."""
+        if call.settled:
+            return
+        _, _, args = self._args(call, usage, "settled", "partial", 200)
+        self._live.add(call.request_id)  # not replayed while its stream runs here
+        self.journal.record(call.request_id, args, final=False)
+
+    def _args(
+        self, call: Call, usage: Usage | None, status: str, source: str, http_status: int
+    ) -> tuple[int, Usage, dict[str, Any]]:
+        """(cost, usage, the settle's journaled arguments)."""
         cost = compute_cost(usage, call.price) if usage is not None else 0
         if cost > MAX_UNITS:  # only an absurd usage report gets here
             log.error("cost of %s capped at the wallet maximum (was %d)", call.request_id, cost)
@@ -140,18 +170,7 @@ class Settler:
             "outcome": outcome_field(status, source, http_status, int(time.time() * 1000)),
             "policy": call.caller.account.hold_policy,
         }
-        self.journal.record(call.request_id, args)  # before the answer ends
-        self._trying.add(call.request_id)
-        attempt = functools.partial(self._apply, args)
-        task = self._track(asyncio.ensure_future(
-            self._run(call, usage, cost, attempt, http_status, source)
-        ))  # fmt: skip
-        self._wallet.settling(call.caller.account.id, task)
-        certain = self._certain(call, cost)
-        if certain:  # the answer goes out now: count it now, as what it will be charged
-            call.answered_early = True
-            self._observe(call, usage, cost, http_status, source)
-        return Settling(cost, task, certain)
+        return cost, usage, args
 
     async def settle(
         self, call: Call, usage: Usage | None, *, status: str, source: str, http_status: int
@@ -256,7 +275,8 @@ class Settler:
         """Apply the journal's pending settles, oldest first, stopping at the first that Redis
         cannot take now. Returns True when nothing is left waiting."""
         for entry in list(self.journal.pending.values()):
-            if entry.request_id in self._trying or entry.request_id not in self.journal.pending:
+            rid = entry.request_id
+            if rid in self._trying or rid in self._live or rid not in self.journal.pending:
                 continue
             try:
                 await self._apply(entry.args)
@@ -284,7 +304,7 @@ class Settler:
                 adopted = time.monotonic()
             self._metrics.journal_pending.set(len(self.journal.pending))
             self._metrics.journal_oldest.set(self.journal.oldest_age())
-            if len(self.journal.pending) <= len(self._trying):
+            if len(self.journal.pending) <= len(self._trying) + len(self._live):
                 delay = 0.05
                 continue
             delay = 0.05 if await self.replay_once() else min(max(delay * 2, 0.1), 5.0)

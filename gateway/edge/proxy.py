@@ -225,7 +225,8 @@ class Proxy:
             if call.req.stream and upstream.status == 200 and "event-stream" in content_type:
                 relay = StreamRelay(
                     call, upstream, started=t0, client_wants_usage=client_wants_usage,
-                    kept=self._kept, settle=self._settle_stream,
+                    kept=self._kept, settle=self._settle_stream, progress=self._progress,
+                    progress_every=self._settings.journal_stream_interval,
                 )  # fmt: skip
                 return await relay.run(request, self._response_headers(call, upstream))
             return await self._relay_body(call, upstream, t0)
@@ -267,6 +268,11 @@ class Proxy:
         if balance is not None:
             headers["X-Balance-Remaining"] = format_usd(balance)
         return web.Response(status=upstream.status, body=data, headers=headers)
+
+    def _progress(self, call: Call, tracker: StreamTracker) -> None:
+        """Journal a long stream's cost so far (charged only if this process dies first)."""
+        estimate = call.endpoint.estimate(call.req, tracker.text, self._counter)
+        self._settler.progress(call, partial_usage(tracker.usage, estimate))
 
     async def _settle_stream(self, call: Call, tracker: StreamTracker, source: str) -> int:
         usage = tracker.usage if source == "upstream" else None

@@ -30,6 +30,8 @@ log = logging.getLogger("gateway.edge.proxy")
 
 # Charges a stream: (call, tracker, usage source) -> the cost charged.
 SettleStream = Callable[[Call, StreamTracker, str], Awaitable[int]]
+# Journals what a stream has cost so far (Settler.progress).
+Progress = Callable[[Call, StreamTracker], None]
 
 
 class StreamRelay:
@@ -44,12 +46,17 @@ class StreamRelay:
         client_wants_usage: bool,
         kept: KeptBudget,
         settle: SettleStream,
+        progress: Progress | None = None,
+        progress_every: float = 2.0,
     ) -> None:
         self.call = call
         self.upstream = upstream
         self.started = started
         self.strip = not client_wants_usage  # drop the usage chunk the client did not ask for
         self.settle = settle
+        self.progress = progress
+        self.progress_every = progress_every
+        self.progressed = time.monotonic()
         self.decoder = SSEDecoder()
         self.tracker = call.endpoint.new_tracker(kept)
         self.source = "estimated"  # until the stream ends as it should
@@ -87,6 +94,11 @@ class StreamRelay:
             out = await self._translate(chunk)
             if out is not None and not await self._deliver(response, out, mark):
                 return
+            if self.progress is not None and not self.finished:
+                now = time.monotonic()
+                if now - self.progressed >= self.progress_every:  # a long stream so far
+                    self.progressed = now
+                    self.progress(self.call, self.tracker)
         tail = self.decoder.flush()
         for event in tail:
             self.tracker.feed(event)

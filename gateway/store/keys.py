@@ -100,6 +100,11 @@ def ledger_checkpoint() -> str:
     return f"{LEDGER_TAG}:checkpoint"
 
 
+def reaper_lease() -> str:
+    """String with expiry: the process that sweeps every account's expired holds now."""
+    return f"{PREFIX}:reaper:lease"
+
+
 def accounts_index() -> str:
     """Set of every account id."""
     return f"{PREFIX}:accounts"

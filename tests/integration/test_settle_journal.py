@@ -233,3 +233,60 @@ async def test_a_stalled_admission_leaves_no_hold_behind(
         assert await assert_ledger_identity(client) == 1
     finally:
         await shut(gw, scripts, client)
+
+
+async def test_a_gateway_killed_mid_stream_charges_what_it_relayed(
+    upstream: FakeUpstream, tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """The stream's progress is journaled as it goes: after a kill -9 in its middle, the
+    process that adopts the journal charges what was relayed (partial), not nothing."""
+    config = write_config(tmp_path, upstream.base_url, PRICING,  # type: ignore[attr-defined]
+                          journal_stream_interval=0.2)  # fmt: skip
+    first = GatewayProcess(config, own_redis.url)
+    client = make_redis(own_redis.url)
+    second: GatewayProcess | None = None
+    try:
+        await first.wait_ready()
+        async with aiohttp.ClientSession() as http:
+            gw = remote(first, http)
+            account, key = await gw.account(topup="1.00")
+            upstream.chunk_delay = 0.05  # a long stream
+            body = {
+                "model": "gpt-4o-mini",
+                "stream": True,
+                "max_tokens": 1000,
+                "messages": [{"role": "user", "content": "write a long story " * 20}],
+            }
+            r = await http.post(gw.url + "/v1/chat/completions", json=body,
+                                headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+            rid = r.headers["x-request-id"]
+            received = 0
+            while received < 30:  # about 1.5 s of it: several progress lines journaled
+                line = await r.content.readline()
+                assert line, "the stream ended before the kill"  # it echoes 80 words
+                received += line.startswith(b"data: {")
+            first.kill()
+            r.close()
+            assert await charged_ids(client, account) == []
+
+            second = GatewayProcess(config, own_redis.url)
+            await second.wait_ready()
+
+            async def charged() -> bool:
+                return await charged_ids(client, account) == [rid]
+
+            await wait_until(charged)
+            ledger = [f for _, f in await client.xrange(AccountKeys(account).ledger)]
+            (charge,) = [f for f in ledger if f["t"] == "charge"]
+            status, source = charge["y"].split("|")[:2]
+            assert (status, source) == ("settled", "partial")
+            output_tokens = int(charge["u"].split(",")[1])
+            assert output_tokens >= 20  # what it had relayed, roughly, not nothing
+            wallet = await remote(second, http).wallet(account)
+            assert wallet["held"] == "0.00"
+            assert await assert_ledger_identity(client) == 1
+    finally:
+        first.kill()
+        if second is not None:
+            second.stop()
+        await client.aclose()
