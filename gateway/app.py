@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway import errors
 from gateway.apis import default_endpoints
@@ -69,7 +69,7 @@ def error_middleware(breaker: Breaker) -> Any:
             return await handler(request)
         except errors.GatewayError as exc:
             return _render(exc)
-        except (StoreError, RedisError) as exc:
+        except (StoreError, RedisError, RedisClusterException) as exc:
             # Unreachable, timed out, out of memory, read-only after a failover: all fail
             # closed with a 503, never a 500 and never free traffic.
             breaker.trip()

@@ -45,6 +45,7 @@ INTERVAL = 0.2  # seconds between the relay's rounds
 FLUSH_INTERVAL = 0.05  # seconds between sends of this process's dirty marks
 LOCK_MS = 5000  # the leader's lock; renewed every round
 BATCH = 500  # entries read from one account per step
+SWEEP_INTERVAL = 600.0  # seconds between the leader's sweeps for lost dirty marks
 
 
 class NotLeader(Exception):
@@ -60,6 +61,7 @@ class LedgerRelay:
         self._token = self._lease.token
         self._dirty: set[str] = set()
         self._leading = False
+        self._swept = 0.0
 
     # -- writers ------------------------------------------------------------------------------
 
@@ -87,13 +89,23 @@ class LedgerRelay:
             return 0
         if not self._leading:  # just elected: make the marks whole first
             await self._recover()
-            await self._sweep_all()
             self._leading = True
+            self._swept = 0.0
+        if time.monotonic() - self._swept >= SWEEP_INTERVAL:
+            # At election, then now and again: dirty marks that died with a process.
+            await self._sweep_all()
+            self._swept = time.monotonic()
         appended = 0
         for account in await self._redis.zrange(ledger_dirty(), 0, 99):
+            await self._renew()
             await self._redis.zrem(ledger_dirty(), account)  # a later write marks it again
             appended += await self._relay_account(_s(account))
         return appended
+
+    async def _renew(self) -> None:
+        """Keep the lease through a long round; stop at once if it went to another process."""
+        if not await self._lease.hold():
+            raise NotLeader("the relay lease went to another process")
 
     async def _lead(self) -> bool:
         return await self._lease.hold()
@@ -102,6 +114,7 @@ class LedgerRelay:
         k = AccountKeys(account)
         appended = 0
         while True:
+            await self._renew()
             ids = [_s(i) for i in await self._scripts.call("relay_ids_v1", [k.ledger, k.relayed],
                                                             [BATCH])]  # fmt: skip
             if not ids:
@@ -135,6 +148,7 @@ class LedgerRelay:
         with a process's unsent batch). Once per election, not per round."""
         cursor: int | str = 0
         while True:
+            await self._renew()
             cursor, ids = await self._redis.sscan(accounts_index(), cursor=cursor, count=200)
             for account in ids:
                 k = AccountKeys(_s(account))

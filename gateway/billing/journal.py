@@ -69,6 +69,7 @@ class Journal:
         self._path: Path | None = None
         self._size = 0
         self._done: list[bytes] = []  # done lines not written yet (losing one costs a replay)
+        self._rotate_at = rotate_bytes  # grows with what is pending, so rotations stay rare
         self._dirty = False  # written since the last fsync
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -79,9 +80,7 @@ class Journal:
         if self.directory is None:
             return []
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._path = self.directory / f"settles-{os.getpid()}-{time.time_ns()}.jsonl"
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._fd, self._path = _new_locked_file(self.directory, b"")
         return self.adopt_orphans()
 
     def adopt_orphans(self) -> list[Pending]:
@@ -121,12 +120,20 @@ class Journal:
         else:
             self._dirty = True
 
-    def done(self, request_id: str) -> None:
-        """Redis has the settle (applied now, or earlier): it leaves the journal."""
+    def done(self, request_id: str, entry: Pending | None = None) -> None:
+        """Redis has the settle (applied now, or earlier): it leaves the journal. With
+        ``entry``, only if that is still the id's latest line (not a newer one since).
+        Never raises: the charge is in Redis; a done line that cannot be written costs only
+        a replay, which changes nothing."""
+        if entry is not None and self.pending.get(request_id) is not entry:
+            return
         if self.pending.pop(request_id, None) is not None:
             self._done.append(orjson.dumps({"op": "done", "id": request_id}) + b"\n")
             if len(self._done) >= 64:
-                self.flush_done()
+                try:
+                    self.flush_done()
+                except OSError as exc:
+                    log.error("settle journal: cannot write done lines: %s", exc)
 
     # -- background upkeep ------------------------------------------------------------------
 
@@ -134,7 +141,7 @@ class Journal:
         if self._done and self._fd >= 0:
             lines, self._done = b"".join(self._done), []
             self._write(lines)
-        if self._size > self.rotate_bytes and self._fd >= 0:
+        if self._size > self._rotate_at and self._fd >= 0:
             self._rotate()
 
     def flush(self) -> None:
@@ -167,24 +174,25 @@ class Journal:
     def _write(self, data: bytes) -> None:
         if self._fd < 0:
             return
-        written = os.write(self._fd, data)
-        while written < len(data):  # a short write: rare, but a torn line would be lost
-            written += os.write(self._fd, data[written:])
+        try:
+            _write_all(self._fd, data)
+        except OSError:
+            # A torn line would glue onto the next one and lose both: cut it off.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise
         self._size += len(data)
 
     def _rotate(self) -> None:
         """Rewrite this process's journal with the pending entries only."""
-        assert self._path is not None
-        fresh = self._path.with_name(f"settles-{os.getpid()}-{time.time_ns()}.jsonl")
-        fd = os.open(fresh, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert self._path is not None and self.directory is not None
         lines = b"".join(orjson.dumps({"op": "settle", "id": p.request_id, "args": p.args,
                                        "final": p.final}) + b"\n"
                          for p in self.pending.values())  # fmt: skip
-        os.write(fd, lines)
-        os.fsync(fd)
+        fd, fresh = _new_locked_file(self.directory, lines)
         old_fd, old_path = self._fd, self._path
         self._fd, self._path, self._size = fd, fresh, len(lines)
+        self._rotate_at = max(self.rotate_bytes, 2 * len(lines))
         old_path.unlink()
         os.close(old_fd)
 
@@ -211,6 +219,33 @@ class Journal:
             return [self.pending[e.request_id] for e in left]
         finally:
             os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    while written < len(data):  # a short write: rare, but a torn line would be lost
+        written += os.write(fd, data[written:])
+
+
+def _new_locked_file(directory: Path, content: bytes) -> tuple[int, Path]:
+    """A new journal file with ``content``, locked before it can be seen: it is made under a
+    name that adoption does not look at, locked, synced, and only then renamed into view (a
+    sibling could otherwise adopt, and delete, a file its owner is about to write)."""
+    stamp = f"{os.getpid()}-{time.time_ns()}"
+    hidden = directory / f".new-{stamp}.jsonl"
+    fd = os.open(hidden, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if content:
+        _write_all(fd, content)
+        os.fsync(fd)
+    path = directory / f"settles-{stamp}.jsonl"
+    os.rename(hidden, path)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a crash
+    finally:
+        os.close(dir_fd)
+    return fd, path
 
 
 def read_pending(data: bytes) -> Iterator[Pending]:

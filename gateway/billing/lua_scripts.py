@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.store.redis_errors import classify
 
@@ -50,5 +50,5 @@ class RedisPyScripts:
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         try:
             return await self._scripts[name](keys=keys, args=args)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise classify(exc) from exc

@@ -43,8 +43,10 @@ async def find_in_ledger(redis: Any, k: AccountKeys, request_id: str) -> ChargeE
     if start is None:
         return None
     cursor = str(max(start - CLOCK_SKEW_MS, 0))
+    # Settled within a day of its admission (journal replays included), or not looked for.
+    end = str(start + LOOKUP_WINDOW_MS)
     for _ in range(LOOKUP_PAGES):
-        rows = await redis.xrange(k.ledger, cursor, "+", count=LOOKUP_PAGE)
+        rows = await redis.xrange(k.ledger, cursor, end, count=LOOKUP_PAGE)
         for entry_id, fields in rows:
             f = decoded(fields)
             if f.get("r") == request_id and f.get("t") == "charge":
@@ -57,6 +59,7 @@ async def find_in_ledger(redis: Any, k: AccountKeys, request_id: str) -> ChargeE
 
 CLOCK_SKEW_MS = 60_000  # a gateway host's clock may run ahead of Redis's
 LOOKUP_PAGE, LOOKUP_PAGES = 1000, 50  # at most 50,000 entries read to find an old request
+LOOKUP_WINDOW_MS = 86_400_000  # and none settled more than a day after the admission
 
 
 def new_request_id() -> str:

@@ -122,10 +122,13 @@ class Settler:
         """Start charging and releasing: the settle runs as its own task (it survives the
         handler's cancellation), and the caller decides whether to wait for Redis's reply."""
         call.settled = True
-        self._leases.pop(call.request_id, None)
         self._live.discard(call.request_id)
         cost, usage, args = self._args(call, usage, status, source, http_status)
-        self.journal.record(call.request_id, args)  # before the answer ends
+        try:
+            self.journal.record(call.request_id, args)  # before the answer ends
+        except OSError as exc:  # a full or broken disk: settle anyway, without the safety net
+            self._metrics.journal_failures.inc()
+            log.error("settle journal: cannot write %s: %s", call.request_id, exc)
         self._trying.add(call.request_id)
         attempt = functools.partial(self._apply, args)
         task = self._track(asyncio.ensure_future(
@@ -146,7 +149,12 @@ class Settler:
             return
         _, _, args = self._args(call, usage, "settled", "partial", 200)
         self._live.add(call.request_id)  # not replayed while its stream runs here
-        self.journal.record(call.request_id, args, final=False)
+        try:
+            self.journal.record(call.request_id, args, final=False)
+        except OSError as exc:
+            self._metrics.journal_failures.inc()
+            log.error("settle journal: cannot write the progress of %s: %s", call.request_id,
+                      exc)  # fmt: skip
 
     def _args(
         self, call: Call, usage: Usage | None, status: str, source: str, http_status: int
@@ -220,6 +228,7 @@ class Settler:
             if call.admission is not None:
                 self._metrics.holds.dec(call.admission.hold / 1e9)
         self.journal.done(call.request_id)
+        self._leases.pop(call.request_id, None)  # applied: its hold needs no more renewal
         self._metrics.child(self._metrics.redis, "settle").observe(time.perf_counter() - t0)
         if settlement is None:
             if call.admission is not None or cost:  # else: an admission cancelled before it ran
@@ -268,27 +277,35 @@ class Settler:
 
     def _refused(self, request_id: str, exc: Exception) -> None:
         self.journal.done(request_id)
+        self._leases.pop(request_id, None)
         self._metrics.settles_refused.inc()
         log.error("settle of %s refused by Redis, request unbilled: %s", request_id, exc)
 
     async def replay_once(self) -> bool:
-        """Apply the journal's pending settles, oldest first, stopping at the first that Redis
-        cannot take now. Returns True when nothing is left waiting."""
-        for entry in list(self.journal.pending.values()):
-            rid = entry.request_id
-            if rid in self._trying or rid in self._live or rid not in self.journal.pending:
+        """Apply the journal's pending settles, oldest first; an account whose settle Redis
+        cannot take now waits (its later ones too, to keep its order), others go on. Returns
+        True when nothing is left waiting."""
+        waiting: set[str] = set()
+        for rid in list(self.journal.pending):
+            entry = self.journal.pending.get(rid)  # now: a newer line may have replaced it
+            if entry is None or rid in self._trying or rid in self._live:
+                continue
+            account = entry.args.get("account_id", "")
+            if account in waiting:
                 continue
             try:
                 await self._apply(entry.args)
-            except StoreUnavailable as exc:
-                log.warning("%d settle(s) wait for Redis: %s", len(self.journal.pending), exc)
-                return False
             except StoreRefused as exc:
-                self._refused(entry.request_id, exc)
+                self._refused(rid, exc)
                 continue
-            self.journal.done(entry.request_id)
-            log.warning("settle of %s applied from the journal", entry.request_id)
-        return True
+            except Exception as exc:  # StoreUnavailable, or anything unforeseen: try later
+                log.warning("settle of %s waits for Redis: %s", rid, exc)
+                waiting.add(account)
+                continue
+            self.journal.done(rid, entry)  # unless a newer line came meanwhile
+            self._leases.pop(rid, None)
+            log.warning("settle of %s applied from the journal", rid)
+        return not waiting
 
     async def replay_forever(self, fsync_interval: float = 1.0) -> None:
         """Replay what the journal holds (backing off while Redis is away), keep its metrics,
@@ -296,18 +313,24 @@ class Settler:
         delay, synced, adopted = 0.05, time.monotonic(), time.monotonic()
         while True:
             await asyncio.sleep(delay)
-            if time.monotonic() - synced >= fsync_interval:
-                await self.journal.flush_off_loop()
-                synced = time.monotonic()
-            if time.monotonic() - adopted >= ADOPT_INTERVAL:  # a sibling worker that died
-                self.journal.adopt_orphans()
-                adopted = time.monotonic()
-            self._metrics.journal_pending.set(len(self.journal.pending))
-            self._metrics.journal_oldest.set(self.journal.oldest_age())
-            if len(self.journal.pending) <= len(self._trying) + len(self._live):
-                delay = 0.05
-                continue
-            delay = 0.05 if await self.replay_once() else min(max(delay * 2, 0.1), 5.0)
+            try:
+                if time.monotonic() - synced >= fsync_interval:
+                    synced = time.monotonic()
+                    await self.journal.flush_off_loop()
+                if time.monotonic() - adopted >= ADOPT_INTERVAL:  # a sibling worker that died
+                    adopted = time.monotonic()
+                    self.journal.adopt_orphans()
+                self._metrics.journal_pending.set(len(self.journal.pending))
+                self._metrics.journal_oldest.set(self.journal.oldest_age())
+                if len(self.journal.pending) <= len(self._trying) + len(self._live):
+                    delay = 0.05
+                    continue
+                delay = 0.05 if await self.replay_once() else min(max(delay * 2, 0.1), 5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the disk, most likely: keep going, and say so
+                log.exception("settle journal upkeep failed; trying again")
+                delay = min(max(delay * 2, 0.1), 5.0)
 
     def _observe(self, call: Call, usage: Usage, cost: int, http_status: int, source: str) -> None:
         m = self._metrics

@@ -83,6 +83,9 @@ class Metrics:
         self.journal_oldest = self._gauge("tollgate_journal_oldest_pending_seconds",
                                           "Age of the oldest settle waiting in the journal.",
                                           "livemax")  # fmt: skip
+        self.journal_failures = Counter("tollgate_journal_write_failures",
+                                        "Settle journal lines that could not be written (the "
+                                        "settle went on without them).", registry=r)  # fmt: skip
         self.settles_refused = Counter("tollgate_settles_refused",
                                        "Settles Redis refused for good (the request is "
                                        "unbilled; see the log).", registry=r)  # fmt: skip

@@ -20,6 +20,8 @@ some messages); the lean client raises redis-py's ``ResponseError`` with the cod
 
 from __future__ import annotations
 
+import re
+
 from redis import exceptions as rx
 
 # Error reply codes (the first word of a Redis error reply) that a later retry can get past.
@@ -38,9 +40,16 @@ _TRANSIENT_CLASSES: tuple[type[BaseException], ...] = (
     rx.MasterDownError,
     rx.MovedError,
     rx.AskError,
+    rx.ClusterError,  # "TTL exhausted": the cluster kept redirecting
+    rx.RedisClusterException,  # no node reachable, a slot not covered
     OSError,
     TimeoutError,
 )
+# Replies that are transient without a code of their own (redis-py: MaxClientsReachedError).
+_TRANSIENT_TEXT = ("max number of clients reached",)
+# Redis 6.2 reports an error met inside a script as "ERR Error running script ...: -OOM ...":
+# the code that matters is the inner one.
+_INNER_CODE = re.compile(r"-([A-Z]{3,}) ")
 
 
 class StoreError(Exception):
@@ -71,11 +80,10 @@ def classify(exc: BaseException) -> StoreError:
         return exc
     message = str(exc) or type(exc).__name__
     code = reply_code(message)
-    if isinstance(exc, _TRANSIENT_CLASSES) or code in TRANSIENT_CODES:
+    inner = [c for c in _INNER_CODE.findall(message) if c in TRANSIENT_CODES]
+    if inner:
+        code = inner[0]
+    if (isinstance(exc, _TRANSIENT_CLASSES) or code in TRANSIENT_CODES
+            or any(text in message for text in _TRANSIENT_TEXT)):  # fmt: skip
         return StoreUnavailable(message, code or type(exc).__name__)
     return StoreRefused(message, code)
-
-
-def is_store_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` came from talking to Redis (and not, say, from a client's socket)."""
-    return isinstance(exc, StoreError | rx.RedisError)

@@ -122,3 +122,27 @@ def test_a_live_process_adopts_a_sibling_that_died_later(tmp_path: Path) -> None
     assert [p.request_id for p in live.adopt_orphans()] == ["r1"]
     assert list(live.pending) == ["r1"]
     live.close()
+
+
+def test_done_for_a_line_that_was_replaced_meanwhile_keeps_the_newer(tmp_path: Path) -> None:
+    """A replay applied a stream's progress while its final settle was journaled: the final
+    one stays pending (and is applied next), it is not marked done with the progress."""
+    journal = Journal(tmp_path)
+    journal.open()
+    journal.record("r1", args(1), final=False)
+    progress = journal.pending["r1"]
+    journal.record("r1", {**args(1), "cost": 9})  # the final settle, meanwhile
+    journal.done("r1", progress)
+    assert journal.pending["r1"].args["cost"] == 9 and journal.pending["r1"].final
+    journal.done("r1", journal.pending["r1"])
+    assert journal.pending == {}
+    journal.close()
+
+
+def test_a_file_being_created_is_never_adopted(tmp_path: Path) -> None:
+    """New files are made under a name adoption skips and renamed once locked."""
+    (tmp_path / ".new-1-1.jsonl").write_bytes(b'{"op":"settle","id":"r1","args":{}}\n')
+    journal = Journal(tmp_path)
+    assert journal.open() == []
+    assert (tmp_path / ".new-1-1.jsonl").exists()
+    journal.close()

@@ -48,7 +48,7 @@ local fields = {
 }
 local id = redis.call('XADD', KEYS[3], '*', unpack(fields))
 local now = now_ms()
-redis.call('XADD', KEYS[4], 'MINID', '~', fmt(now - ARGV[5] * 1000), 'LIMIT', '100', '*',
+redis.call('XADD', KEYS[4], 'MINID', '~', fmt(math.max(now - ARGV[5] * 1000, 0)), 'LIMIT', '100', '*',
   't', ARGV[1], 'r', ARGV[3], 'a', ARGV[2], 's', '0,0,' .. ARGV[2], 'b', fmt(cash - held),
   'n', ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[3], id)

@@ -9,7 +9,7 @@
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return ''
 end
-local cutoff = fmt(now_ms() - tonumber(ARGV[2]))
+local cutoff = fmt(math.max(now_ms() - tonumber(ARGV[2]), 0))
 local last = ''
 for i = 4, #ARGV do
   last = redis.call('XADD', KEYS[1], 'MINID', '~', cutoff, 'LIMIT', '100', '*',

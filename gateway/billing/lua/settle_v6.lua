@@ -93,7 +93,7 @@ end
 local balance_s = fmt(cash - held)
 
 -- Free quota and credits come with the wallet issue; until then every unit is cash.
-local entry = redis.call('XADD', KEYS[5], 'MINID', '~', fmt(now - ARGV[7] * 1000), 'LIMIT',
+local entry = redis.call('XADD', KEYS[5], 'MINID', '~', fmt(math.max(now - ARGV[7] * 1000, 0)), 'LIMIT',
   '100', '*', 't', 'charge', 'r', ARGV[1], 'k', rec[6] or '', 'p', rec[7] or '',
   'm', rec[8] or '', 'u', ARGV[9], 'x', (rec[9] or '') .. '|' .. (rec[10] or '') .. '|' .. (hold_s or '0'),
   'y', ARGV[10] .. '|' .. shortfall_s, 'a', cost_s, 's', '0,0,' .. cost_s, 'b', balance_s)
