@@ -1,11 +1,6 @@
-"""Anthropic's Messages API (``POST /v1/messages``), plain and streamed.
-
-Anthropic reports ``input_tokens`` *without* the cached prompt: cache reads
-(``cache_read_input_tokens``) and cache writes (``cache_creation_input_tokens``, split by the
-``cache_creation`` object into 5-minute and 1-hour writes) are separate buckets, which is exactly
-how ``Usage`` counts. In a stream, ``message_start`` carries the first
-usage and each ``message_delta`` carries *cumulative* counts for the fields it names, so the
-last value of each field wins and nothing is ever added up.
+"""Anthropic's Messages API (``POST /v1/messages``), plain and streamed: reading the request,
+bounding its cost (``max_tokens`` is required, as Anthropic requires it; a prompt marked
+``cache_control`` is held at its dearest cache price). Its usage: ``anthropic_usage``.
 """
 
 from __future__ import annotations
