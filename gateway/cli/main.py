@@ -77,6 +77,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> int:
     if settings.redis_url is None:
         embedded = EmbeddedRedis(settings.data_dir)
         settings = settings.with_overrides(redis_url=embedded.start())
+        embedded.supervise()
         log.info("embedded redis-server (%s) with AOF in %s", embedded.binary, settings.data_dir)
     try:
         token_sha = asyncio.run(_admin_token(settings))
