@@ -17,7 +17,9 @@ CLUSTER_TOO = "redis_cluster_too"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", f"{CLUSTER_TOO}: run against a 3-master Redis Cluster too")
+    config.addinivalue_line(
+        "markers", f"{CLUSTER_TOO}: run against a 3-master Redis Cluster and a TLS-only Redis too"
+    )
     config.addinivalue_line("markers", "slow: takes tens of seconds (a fresh clone, a fresh venv)")
 
 
@@ -26,7 +28,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "redis_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
         CLUSTER_TOO
     ):
-        metafunc.parametrize("redis_backend", ["single", "cluster"], indirect=True)
+        metafunc.parametrize("redis_backend", ["single", "cluster", "tls"], indirect=True)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,20 @@ def redis_cluster_servers(
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis that speaks TLS only, through redis-py (the lean client is for plain TCP)."""
+    server = RedisServer(Path(tmp_path_factory.mktemp("redis-tls")), tls=True)
+    try:
+        server.start()
+    except RuntimeError:
+        if os.environ.get("CI"):
+            pytest.fail("this redis-server has no TLS: scripts/test.sh installs Debian's")
+        pytest.skip("this redis-server was built without TLS")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def redis_backend(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "single")
@@ -67,6 +83,8 @@ def redis_target(request: pytest.FixtureRequest, redis_backend: str) -> RedisTar
     if redis_backend == "cluster":
         cluster = request.getfixturevalue("redis_cluster_servers")
         return RedisTarget(cluster.url, True)
+    if redis_backend == "tls":
+        return RedisTarget(request.getfixturevalue("redis_tls_server").url, False)
     return RedisTarget(request.getfixturevalue("redis_server").url, False)
 
 

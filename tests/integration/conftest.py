@@ -183,7 +183,7 @@ async def make_gateway(
     async def factory(**overrides: Any) -> Gateway:
         registry = CollectorRegistry()
         scripts = None
-        if not redis_target.cluster:
+        if not redis_target.cluster and FastScripts.supports(redis_target.url):
             scripts = FastScripts(redis_target.url, all_sources())
             fast.append(scripts)
         settings = make_settings(

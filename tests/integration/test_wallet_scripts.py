@@ -32,8 +32,8 @@ async def funded(
 ) -> AsyncIterator[tuple[Wallet, str]]:
     scripts = None
     if request.param == "lean":
-        if redis_target.cluster:
-            pytest.skip("the lean client speaks to a single Redis; a cluster uses redis-py")
+        if not FastScripts.supports(redis_target.url) or redis_target.cluster:
+            pytest.skip("the lean client speaks plain TCP to a single Redis; else redis-py")
         scripts = FastScripts(redis_target.url, all_sources())
     account = await Directory(redis).create_account({"name": "t", "plan": "p"})
     wallet = Wallet(redis, scripts)
