@@ -158,14 +158,14 @@ def export_json(cursor: str, account: str, entry_id: str, f: dict[str, str]) -> 
     if f.get("t") != "charge":
         split = [_int(n) for n in f.get("s", "").split(",")] + [0, 0, 0]
         line.update(order_id=f.get("r", ""), note=f.get("n", ""),
-                    by_source=_split_json(split[0], split[1], split[2]))  # fmt: skip
+                    source=_split_json(split[0], split[1], split[2]))  # fmt: skip
         return line
     e = ChargeEntry.from_fields(entry_id, f)
     line.update(
         request_id=e.request_id, model=e.model, project=e.project, key_id=e.key_id,
         tokens={name: e.usage[name] for name in TOKEN_FIELDS}, images=e.usage["images"],
         audio_ms=e.usage["audio_ms"], status=e.status, usage_source=e.usage_source,
-        by_source=e.split_json(), shortfall=format_usd(e.shortfall),
+        source=e.split_json(), shortfall=format_usd(e.shortfall),
     )  # fmt: skip
     return line
 

@@ -83,7 +83,7 @@ async def test_every_entry_once_in_pages_from_any_cursor(gateway: Gateway, redis
     kinds = {line["type"] for line in full}
     assert kinds == {"topup", "refund", "charge"}
     for line in full:
-        split = sum(parse_usd(v) for v in line["by_source"].values())
+        split = sum(parse_usd(v) for v in line["source"].values())
         assert split == parse_usd(line["amount"]), line
         if line["type"] == "charge":
             assert line["request_id"].startswith("req_") and line["model"] == "gpt-flat"
