@@ -16,7 +16,7 @@ from gateway.store.redis_errors import classify
 SCRIPT_NAMES = (
     "admit_v3",
     "settle_v6",
-    "money_move_v2",
+    "money_move_v3",
     "sweep_v1",
     "renew_v1",
     "relay_append_v1",

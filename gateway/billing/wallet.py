@@ -37,6 +37,7 @@ class Limits:
         return [self.key_rpm, self.key_tpm, self.account_rpm, self.account_tpm]
 
 
+ORDER_RETENTION = 400 * 86400  # seconds a replayed order id answers with its transaction
 MAX_UNITS = 2**53 - 1  # the largest integer Lua (and so a wallet) handles exactly
 LIMIT_NAMES = ("key RPM", "key TPM", "account RPM", "account TPM")
 
@@ -272,8 +273,8 @@ class Wallet:
         """
         k = AccountKeys(account_id)
         r = await self._scripts.call(
-            "money_move_v2", [k.wallet, k.orders, k.transactions, k.ledger],
-            [kind, amount, order_id, note, self._ledger_retention],
+            "money_move_v3", [k.wallet, k.order(order_id), k.transactions, k.ledger],
+            [kind, amount, order_id, note, self._ledger_retention, ORDER_RETENTION],
         )  # fmt: skip
         status = int(r[0])
         if status == -1:
@@ -287,7 +288,8 @@ class Wallet:
                 "this top-up would exceed the wallet's maximum balance", param="amount"
             )
         self._on_ledger(account_id)
-        txn = _transaction(_s(r[1]), r[2:])
+        fields = r[1:]  # the order's transaction: "id", its stream id, then its fields
+        txn = _transaction(_s(dict(zip(fields[::2], fields[1::2], strict=True))["id"]), fields)
         if status == 0 and (txn.type != kind or txn.amount != amount):
             raise errors.Conflict(
                 f"order_id {order_id!r} was already used for a {txn.type} of "

@@ -46,10 +46,10 @@ class AccountKeys:
         """String: the id of the last ledger entry of this account that is in the global feed."""
         return f"{self.tag}:relayed"
 
-    @property
-    def orders(self) -> str:
-        """Hash: order_id -> transactions stream entry id (idempotency of money moves)."""
-        return f"{self.tag}:orders"
+    def order(self, order_id: str) -> str:
+        """Hash: the transaction an order id made (idempotency of money moves), kept for the
+        order retention, apart from the transactions stream (which is trimmed by age)."""
+        return f"{self.tag}:order:{order_id}"
 
     @property
     def holds(self) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway import errors
 from gateway.billing.accounts import Directory
 from gateway.billing.ledger import admission_field, outcome_field, usage_field
 from gateway.billing.lua_scripts import all_sources, script_source
@@ -255,3 +256,20 @@ async def test_a_request_is_found_in_the_ledger_after_its_marker_expired(
     assert old["cost_by_source"] == {"free_quota": "0.00", "credits": "0.00",
                                      "cash": "0.000000777"}  # fmt: skip
     assert (old["stream"], old["price_version"], old["finished_ms"]) == (True, "v1", 123)
+
+
+async def test_an_order_replay_needs_no_transactions_stream(
+    redis: Any, funded: tuple[Wallet, str]
+) -> None:
+    """Idempotency lives with the order, apart from the streams: trimming the transactions
+    stream by age cannot turn a replayed top-up into a second one."""
+    wallet, account = funded
+    first, replayed = await wallet.move_money(account, kind="topup", amount=500, order_id="o-1")
+    assert not replayed
+    await redis.xtrim(AccountKeys(account).transactions, maxlen=0)  # as if trimmed by age
+    again, replayed = await wallet.move_money(account, kind="topup", amount=500, order_id="o-1")
+    assert replayed and again == first
+    with pytest.raises(errors.Conflict):
+        await wallet.move_money(account, kind="refund", amount=500, order_id="o-1")
+    assert (await wallet.view(account)).cash == 1_000_000 + 500
+    assert await redis.ttl(AccountKeys(account).order("o-1")) > 0
