@@ -38,6 +38,7 @@ from gateway.store.keys import (
 )
 from gateway.store.lease import Lease
 from gateway.store.redis_errors import StoreError
+from gateway.store.replies import as_text
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class LedgerRelay:
         for account in await self._redis.zrange(ledger_dirty(), 0, 99):
             await self._renew()
             await self._redis.zrem(ledger_dirty(), account)  # a later write marks it again
-            appended += await self._relay_account(_s(account))
+            appended += await self._relay_account(as_text(account))
         return appended
 
     async def _renew(self) -> None:
@@ -115,8 +116,8 @@ class LedgerRelay:
         appended = 0
         while True:
             await self._renew()
-            ids = [_s(i) for i in await self._scripts.call("relay_ids_v1", [k.ledger, k.relayed],
-                                                            [BATCH])]  # fmt: skip
+            found = await self._scripts.call("relay_ids_v1", [k.ledger, k.relayed], [BATCH])
+            ids = [as_text(i) for i in found]
             if not ids:
                 return appended
             last = await self._scripts.call(
@@ -126,21 +127,21 @@ class LedgerRelay:
             if not last:
                 raise NotLeader(account)
             await self._scripts.call("relay_mark_v1", [k.relayed], [ids[-1]])
-            await self._redis.set(ledger_checkpoint(), _s(last))
+            await self._redis.set(ledger_checkpoint(), as_text(last))
             appended += len(ids)
 
     async def _recover(self) -> None:
         """Bring the marks up to the feed: pointers appended after the checkpoint by a leader
         that died before it marked them."""
-        cursor = _s(await self._redis.get(ledger_checkpoint()) or "0-0")
+        cursor = as_text(await self._redis.get(ledger_checkpoint()) or "0-0")
         while True:
             rows = await self._redis.xrange(ledger_feed(), "(" + cursor, "+", count=BATCH)
             if not rows:
                 return
             for _, fields in rows:
-                f = {_s(a): _s(b) for a, b in fields.items()}
+                f = {as_text(a): as_text(b) for a, b in fields.items()}
                 await self._scripts.call("relay_mark_v1", [AccountKeys(f["a"]).relayed], [f["e"]])
-            cursor = _s(rows[-1][0])
+            cursor = as_text(rows[-1][0])
             await self._redis.set(ledger_checkpoint(), cursor)
 
     async def _sweep_all(self) -> None:
@@ -151,11 +152,11 @@ class LedgerRelay:
             await self._renew()
             cursor, ids = await self._redis.sscan(accounts_index(), cursor=cursor, count=200)
             for account in ids:
-                k = AccountKeys(_s(account))
+                k = AccountKeys(as_text(account))
                 last = await self._redis.xrevrange(k.ledger, count=1)
-                mark = _s(await self._redis.get(k.relayed) or "0-0")
-                if last and _entry_key(_s(last[0][0])) > _entry_key(mark):
-                    await self._redis.zadd(ledger_dirty(), {_s(account): 0}, nx=True)
+                mark = as_text(await self._redis.get(k.relayed) or "0-0")
+                if last and _entry_key(as_text(last[0][0])) > _entry_key(mark):
+                    await self._redis.zadd(ledger_dirty(), {as_text(account): 0}, nx=True)
             if int(cursor) == 0:
                 return
 
@@ -194,13 +195,15 @@ async def read_feed(
         rows = await redis.xrange(ledger_feed(), "(" + after if after else "-", "+", count=limit)
         if not rows:
             return out
-        pointers = [(_s(fid), {_s(a): _s(b) for a, b in f.items()}) for fid, f in rows]
+        pointers = [
+            (as_text(fid), {as_text(a): as_text(b) for a, b in f.items()}) for fid, f in rows
+        ]
         entries = await asyncio.gather(*(
             redis.xrange(AccountKeys(p["a"]).ledger, p["e"], p["e"]) for _, p in pointers
         ))  # fmt: skip
         for (cursor, p), found in zip(pointers, entries, strict=True):
             if found:
-                fields = {_s(a): _s(b) for a, b in found[0][1].items()}
+                fields = {as_text(a): as_text(b) for a, b in found[0][1].items()}
                 out.append((cursor, p["a"], p["e"], fields))
         after = pointers[-1][0]
     return out
@@ -209,7 +212,3 @@ async def read_feed(
 def _entry_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms or 0), int(seq or 0)
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.billing.ledger import TOKEN_FIELDS, ChargeEntry, unpack
 from gateway.store.keys import AccountKeys
+from gateway.store.replies import as_text
 from pricing import format_usd
 
 
@@ -33,7 +34,7 @@ async def request_view(redis: Any, account_id: str, request_id: str) -> dict[str
 
 async def ledger_entry(redis: Any, k: AccountKeys, entry_id: str) -> ChargeEntry | None:
     rows = await redis.xrange(k.ledger, entry_id, entry_id)
-    return ChargeEntry.from_fields(_s(rows[0][0]), decoded(rows[0][1])) if rows else None
+    return ChargeEntry.from_fields(as_text(rows[0][0]), decoded(rows[0][1])) if rows else None
 
 
 async def find_in_ledger(redis: Any, k: AccountKeys, request_id: str) -> ChargeEntry | None:
@@ -50,10 +51,10 @@ async def find_in_ledger(redis: Any, k: AccountKeys, request_id: str) -> ChargeE
         for entry_id, fields in rows:
             f = decoded(fields)
             if f.get("r") == request_id and f.get("t") == "charge":
-                return ChargeEntry.from_fields(_s(entry_id), f)
+                return ChargeEntry.from_fields(as_text(entry_id), f)
         if len(rows) < LOOKUP_PAGE:
             return None
-        cursor = "(" + _s(rows[-1][0])
+        cursor = "(" + as_text(rows[-1][0])
     return None
 
 
@@ -98,8 +99,4 @@ def pending_json(request_id: str, f: dict[str, str]) -> dict[str, Any]:
 
 
 def decoded(fields: Mapping[Any, Any]) -> dict[str, str]:
-    return {_s(a): _s(b) for a, b in fields.items()}
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return {as_text(a): as_text(b) for a, b in fields.items()}

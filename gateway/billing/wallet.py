@@ -21,6 +21,7 @@ from gateway import errors
 from gateway.billing import records
 from gateway.billing.lua_scripts import RedisPyScripts, ScriptCaller
 from gateway.store.keys import AccountKeys
+from gateway.store.replies import as_text
 from pricing import format_usd
 
 
@@ -125,10 +126,6 @@ def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class Wallet:
     def __init__(
         self,
@@ -142,7 +139,6 @@ class Wallet:
         of every account whose ledger got an entry (the feed's relay)."""
         self._redis = redis
         self.scripts = scripts or RedisPyScripts(redis)
-        self._scripts = self.scripts
         self._on_ledger = on_ledger or (lambda _account: None)
         self._ledger_retention = ledger_retention
         # Settles this process has started and Redis has not yet confirmed, per account: a
@@ -198,7 +194,7 @@ class Wallet:
         args.append(record_ttl)
         for name, value in record.items():
             args += [name, value]
-        r = (await self._scripts.call("admit_v3", keys, args)).split()
+        r = (await self.scripts.call("admit_v3", keys, args)).split()
         status = int(r[0])
         if status == 1:
             return Admission(
@@ -224,7 +220,7 @@ class Wallet:
         tokens: int,
         limits: Limits,
         record_ttl: int,
-        ledger_retention: int = 90 * 86400,
+        ledger_retention: int | None = None,
         usage: str = "",
         outcome: str = "",
         policy: str = "strict",
@@ -245,9 +241,9 @@ class Wallet:
         # ``usage`` and ``outcome`` are the ledger entry's "u" and "y" (billing.ledger).
         args: list[Any] = [
             request_id, cost, record_ttl, min(tokens, MAX_UNITS), limits.key_tpm,
-            limits.account_tpm, ledger_retention, policy, usage, outcome,
+            limits.account_tpm, ledger_retention or self._ledger_retention, policy, usage, outcome,
         ]  # fmt: skip
-        r = (await self._scripts.call("settle_v6", keys, args)).split()
+        r = (await self.scripts.call("settle_v6", keys, args)).split()
         if int(r[0]) == -1:
             return None
         self._on_ledger(account_id)  # also on a replay: its feed mark may have been lost
@@ -258,7 +254,7 @@ class Wallet:
         """Push the deadlines of holds of requests still running; returns how many."""
         if not request_ids:
             return 0
-        r = await self._scripts.call(
+        r = await self.scripts.call(
             "renew_v1", [AccountKeys(account_id).holds], [ttl_ms, *request_ids]
         )
         return int(r)
@@ -272,7 +268,7 @@ class Wallet:
         refund exceeds the unspent cash.
         """
         k = AccountKeys(account_id)
-        r = await self._scripts.call(
+        r = await self.scripts.call(
             "money_move_v3", [k.wallet, k.order(order_id), k.transactions, k.ledger],
             [kind, amount, order_id, note, self._ledger_retention, ORDER_RETENTION],
         )  # fmt: skip
@@ -289,7 +285,7 @@ class Wallet:
             )
         self._on_ledger(account_id)
         fields = r[1:]  # the order's transaction: "id", its stream id, then its fields
-        txn = _transaction(_s(dict(zip(fields[::2], fields[1::2], strict=True))["id"]), fields)
+        txn = _transaction(as_text(dict(zip(fields[::2], fields[1::2], strict=True))["id"]), fields)
         if status == 0 and (txn.type != kind or txn.amount != amount):
             raise errors.Conflict(
                 f"order_id {order_id!r} was already used for a {txn.type} of "
@@ -301,7 +297,7 @@ class Wallet:
     async def sweep(self, account_id: str) -> int:
         """Release the account's expired holds; returns how many."""
         k = AccountKeys(account_id)
-        r = await self._scripts.call("sweep_v1", [k.wallet, k.holds, k.hold_amounts], [])
+        r = await self.scripts.call("sweep_v1", [k.wallet, k.holds, k.hold_amounts], [])
         return int(r[0])
 
     async def sweep_many(self, account_ids: Sequence[str]) -> int:
@@ -331,7 +327,7 @@ class Wallet:
     async def transactions(self, account_id: str, *, limit: int = 100) -> list[Transaction]:
         """Newest first."""
         entries = await self._redis.xrevrange(AccountKeys(account_id).transactions, count=limit)
-        return [_transaction(_s(entry_id), _flatten(fields)) for entry_id, fields in entries]
+        return [_transaction(as_text(entry_id), _flatten(fields)) for entry_id, fields in entries]
 
 
 def _flatten(fields: Mapping[Any, Any]) -> list[Any]:
@@ -342,7 +338,7 @@ def _flatten(fields: Mapping[Any, Any]) -> list[Any]:
 
 
 def _transaction(entry_id: str, flat: Sequence[Any]) -> Transaction:
-    f = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+    f = {as_text(flat[i]): as_text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
     return Transaction(
         id=entry_id,
         type=f.get("type", ""),

@@ -12,6 +12,8 @@ import contextlib
 import secrets
 from typing import Any
 
+from gateway.store.replies import as_text
+
 
 class Lease:
     def __init__(self, redis: Any, key: str, ttl_ms: int) -> None:
@@ -25,16 +27,12 @@ class Lease:
         if await self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms):
             return True
         current = await self._redis.get(self.key)
-        if _s(current or "") == self.token:
+        if as_text(current or "") == self.token:
             await self._redis.pexpire(self.key, self.ttl_ms)
             return True
         return False
 
     async def release(self) -> None:
         with contextlib.suppress(Exception):
-            if _s(await self._redis.get(self.key) or "") == self.token:
+            if as_text(await self._redis.get(self.key) or "") == self.token:
                 await self._redis.delete(self.key)
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
