@@ -193,6 +193,7 @@ def create_app(
         reap_every = min(max(settings.hold_ttl / 4, 0.5), 30.0)
         tasks = [
             asyncio.create_task(app[PROXY].replay_journal(), name="journal replay"),
+            asyncio.create_task(app[PROXY].cut_stalled_streams(), name="stalled streams"),
             asyncio.create_task(relay.run_forever(), name="ledger relay"),
             asyncio.create_task(reap_forever(redis, wallet, reap_every), name="hold reaper"),
             asyncio.create_task(

@@ -55,6 +55,10 @@ class Settings:
     redis_timeout: float = 2.0
     first_byte_timeout: float = 600.0
     total_timeout: float = 3600.0
+    # How long a stream may wait on a client that does not read before it is cut (and billed
+    # for what was delivered).
+    client_write_timeout: float = 30.0
+    metrics_token: str | None = field(default=None, repr=False)  # bearer token for /metrics
     pool_size: int = 1000
     pricing_poll_interval: float = 2.0
     log_format: str = "json"
@@ -91,6 +95,8 @@ _TOP_LEVEL = {
     "redis_timeout",
     "first_byte_timeout",
     "total_timeout",
+    "client_write_timeout",
+    "metrics_token",
     "pool_size",
     "pricing_poll_interval",
     "log_format",
@@ -152,6 +158,12 @@ class _Fields:
             raise self.fail(name, f"must be one of {', '.join(choices)}")
         return str(value)
 
+    def text(self, name: str) -> str | None:
+        value = self.data.get(name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise self.fail(name, "must be a non-empty string or null")
+        return value
+
     def flag(self, name: str, default: bool) -> bool:
         value = self.data.get(name, default)
         if not isinstance(value, bool):
@@ -204,6 +216,8 @@ def parse_settings(
         redis_timeout=f.seconds("redis_timeout", 2.0),
         first_byte_timeout=f.seconds("first_byte_timeout", 600.0),
         total_timeout=f.seconds("total_timeout", 3600.0),
+        client_write_timeout=f.seconds("client_write_timeout", 30.0),
+        metrics_token=env.get("TOLLGATE_METRICS_TOKEN") or f.text("metrics_token"),
         pool_size=f.count("pool_size", 1000),
         pricing_poll_interval=f.seconds("pricing_poll_interval", 2.0),
         log_format=f.choice("log_format", ("json", "text"), "json"),

@@ -33,6 +33,7 @@ from gateway.edge import ratelimit_headers
 from gateway.edge.auth import Authenticator, Caller
 from gateway.edge.httpjson import read_body
 from gateway.edge.model_access import check_allowed
+from gateway.edge.stalled_writes import StalledWrites
 from gateway.edge.stream_relay import StreamRelay
 from gateway.observability.metrics import Metrics
 from gateway.prices.holder import PricingHolder
@@ -84,9 +85,14 @@ class Proxy:
         self._endpoints = endpoints
         self._settler = Settler(settings=settings, wallet=wallet, metrics=metrics, journal=journal)
         self._kept = KeptBudget()  # what this process's stream trackers keep unparsed
+        self._stalled = StalledWrites(settings.client_write_timeout, metrics.streams_cut.inc)
 
     async def renew_leases(self) -> int:
         return await self._settler.renew_leases()
+
+    async def cut_stalled_streams(self) -> None:
+        """End streams whose client stopped reading (runs for the app's life)."""
+        await self._stalled.run_forever()
 
     async def replay_journal(self) -> None:
         """Apply journaled settles that Redis has not taken yet (runs for the app's life)."""
@@ -228,7 +234,11 @@ class Proxy:
                     kept=self._kept, settle=self._settle_stream, progress=self._progress,
                     progress_every=self._settings.journal_stream_interval,
                 )  # fmt: skip
-                return await relay.run(request, self._response_headers(call, upstream))
+                self._stalled.watch(relay)
+                try:
+                    return await relay.run(request, self._response_headers(call, upstream))
+                finally:
+                    self._stalled.forget(relay)
             return await self._relay_body(call, upstream, t0)
         finally:
             upstream.close()

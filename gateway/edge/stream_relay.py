@@ -2,8 +2,14 @@
 
 The stream is charged at its final event (so that the ``: x-usage-cost`` comment goes out just
 before it), or, if it never gets there, when it ends any other way: the upstream broke
-(``estimated``), the client went away (``partial``: what was written, less the write that
-failed), or it ended without its final event (the usage, if it came, else ``estimated``).
+(``estimated``), the client went away or stopped reading for too long (``partial``: what was
+written, less the write that failed), or it ended without its final event (the usage, if it
+came, else ``estimated``).
+
+A client going away shows up as any ``ConnectionError`` (reset, broken pipe, or aiohttp's plain
+``ConnectionError("Connection lost")`` when the client closes while a write waits for it to
+read), or as cancellation. It is the client's business alone: it never reaches the error
+middleware, so it cannot be taken for a failure of Redis.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -61,11 +68,21 @@ class StreamRelay:
         self.tracker = call.endpoint.new_tracker(kept)
         self.source = "estimated"  # until the stream ends as it should
         self.finished = False  # charged at the final event
+        self.writing_since: float | None = None  # read by StalledWrites
+        self.stalled = False  # cut by StalledWrites: the client read nothing for too long
+        self._transport: Any = None
+
+    def cut(self) -> None:
+        """Abort the client's connection: the write it blocks fails like a hang-up."""
+        self.stalled = True
+        if self._transport is not None:
+            self._transport.abort()
 
     async def run(self, request: web.Request, headers: CIMultiDict[str]) -> web.StreamResponse:
         response = web.StreamResponse(status=self.upstream.status, headers=headers)
+        self._transport = request.transport
         try:
-            await response.prepare(request)
+            await self._write(response.prepare(request))
             await self._pump(response)
         except (errors.UpstreamError, errors.UpstreamTimeout) as exc:
             log.warning("stream %s broke upstream: %s", self.call.request_id, exc.message)
@@ -73,8 +90,9 @@ class StreamRelay:
         except SSEBufferOverflow as exc:  # an event that never ends: the stream is unusable
             log.warning("stream %s: the upstream sent %s", self.call.request_id, exc)
             self.source = "estimated"
-        except ConnectionResetError:
-            self.source = "partial"
+        except ConnectionError:  # the client went away (the write that failed is cut)
+            if not self.finished:
+                self.source = "partial"
         except asyncio.CancelledError:
             # The client went away (aiohttp cancels the handler) or the server is shutting
             # down: either way the client got what was written, and that is what it pays for.
@@ -83,9 +101,17 @@ class StreamRelay:
             raise
         finally:
             await self._charge_if_not_yet(response)
-        with contextlib.suppress(ConnectionResetError):
-            await response.write_eof()
+        with contextlib.suppress(ConnectionError):
+            await self._write(response.write_eof())
         return response
+
+    async def _write(self, writing: Awaitable[Any]) -> None:
+        """One write to the client, marked for StalledWrites."""
+        self.writing_since = time.monotonic()
+        try:
+            await writing
+        finally:
+            self.writing_since = None
 
     async def _pump(self, response: web.StreamResponse) -> None:
         """Relay every read; then what the decoder still holds, unless the client went."""
@@ -99,11 +125,12 @@ class StreamRelay:
                 if now - self.progressed >= self.progress_every:  # a long stream so far
                     self.progressed = now
                     self.progress(self.call, self.tracker)
+        mark = self.tracker.mark()
         tail = self.decoder.flush()
         for event in tail:
             self.tracker.feed(event)
-        if tail:
-            await response.write(b"".join(e.raw for e in tail))
+        if tail and not await self._deliver(response, [e.raw for e in tail], mark):
+            return
         if not self.finished:  # ended without its final event: trust usage if it came
             self.source = "upstream" if self.tracker.usage is not None else "estimated"
 
@@ -134,15 +161,18 @@ class StreamRelay:
     ) -> bool:
         """Write one read's bytes; False when the client is gone (what it never got is cut
         from the tracker, so it is not charged)."""
+        self.writing_since = time.monotonic()  # inline _write: this is once per read
         try:
             await response.write(b"".join(out))
-        except (ConnectionResetError, asyncio.CancelledError) as exc:
+        except (ConnectionError, asyncio.CancelledError) as exc:
             if not self.finished:  # this batch never reached the client
                 self.tracker.truncate(mark)
                 self.source = "partial"
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return False
+        finally:
+            self.writing_since = None
         return True
 
     async def _charge_if_not_yet(self, response: web.StreamResponse) -> None:
@@ -152,5 +182,5 @@ class StreamRelay:
         self.call.upstream_seconds = time.perf_counter() - self.started
         cost = await self.settle(self.call, self.tracker, self.source)
         if self.source != "partial":
-            with contextlib.suppress(ConnectionResetError, RuntimeError):
-                await response.write(comment(f"x-usage-cost {format_usd(cost)}"))
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._write(response.write(comment(f"x-usage-cost {format_usd(cost)}")))

@@ -89,6 +89,14 @@ class Metrics:
         self.settles_refused = Counter("tollgate_settles_refused",
                                        "Settles Redis refused for good (the request is "
                                        "unbilled; see the log).", registry=r)  # fmt: skip
+        self.streams_cut = Counter("tollgate_streams_cut",
+                                   "Streams the gateway ended because their client read "
+                                   "nothing for client_write_timeout (billed as delivered).",
+                                   registry=r)  # fmt: skip
+        self.anomalies = Counter("tollgate_usage_anomalies",
+                                 "Upstream answers whose usage or body was not believable, by "
+                                 "kind (the request's record lists each).", ["kind"],
+                                 registry=r)  # fmt: skip
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.shared = SharedMetrics(registry, shared_dir, self.gauge_modes) if shared_dir else None
 

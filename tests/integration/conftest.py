@@ -249,3 +249,10 @@ async def spawn(
 def remote(proc: GatewayProcess, http: aiohttp.ClientSession, registry: Any = None) -> Gateway:
     """A Gateway helper pointed at a gateway process."""
     return Gateway(url=proc.url, http=http, registry=registry or CollectorRegistry(), app=None)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for talking to gateway processes."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -3,7 +3,8 @@
 Knobs for tests: ``usage_override`` replaces usage fields, ``chunk_delay`` spaces stream chunks,
 ``gate`` holds a stream after its first chunk until set, ``drop_after`` cuts the connection
 after N chunks, ``omit_usage`` strips usage, ``status`` forces an error answer,
-``images_returned`` keeps only that many generated images.
+``images_returned`` keeps only that many generated images, ``pad_events`` puts an SSE comment
+of that many bytes before each stream chunk (a stream of megabytes that costs a few tokens).
 
 ``requests`` holds each request's JSON body, or for a multipart form its fields (a file field
 as its file name); ``bodies`` the exact bytes received.
@@ -45,6 +46,7 @@ class FakeUpstream:
         self.status: int | None = None
         self.images_returned: int | None = None
         self.delay = 0.0
+        self.pad_events = 0
         self.app = web.Application()
         self.app.router.add_post("/v1/{tail:.*}", self.handle)
 
@@ -104,6 +106,8 @@ class FakeUpstream:
                 if self.runaway_after is not None and i == self.runaway_after:
                     await response.write(b"data: " + b"x" * (2 << 20))
                     return response
+                if self.pad_events:
+                    await response.write(b": " + b"p" * self.pad_events + b"\n\n")
                 await response.write(chunk)
                 if i == 0 and self.gate is not None:
                     await self.gate.wait()
