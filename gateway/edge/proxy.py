@@ -32,7 +32,7 @@ from gateway.billing.wallet import Limits, Refusal, Wallet
 from gateway.edge import ratelimit_headers
 from gateway.edge.auth import Authenticator, Caller
 from gateway.edge.httpjson import read_body
-from gateway.edge.model_access import check_allowed
+from gateway.edge.model_access import check_allowed, check_model_name
 from gateway.edge.stalled_writes import StalledWrites
 from gateway.edge.stream_relay import StreamRelay
 from gateway.observability.metrics import Metrics
@@ -45,11 +45,15 @@ from pricing import Usage, compute_cost, format_usd
 
 log = logging.getLogger(__name__)
 
-# Request headers never forwarded: hop-by-hop, our own auth, and what the HTTP client recomputes.
-DROP_REQUEST = frozenset({
-    "host", "authorization", "x-api-key", "content-length", "connection", "keep-alive",
-    "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection",
-    "accept-encoding", "cookie", "expect",
+# The only request headers that reach a provider (an allow-list: a customer's own
+# OpenAI-Organization / OpenAI-Project, cookies, User-Agent or X-Forwarded-For must never reach
+# the operator's provider account next to the operator's key). Lengths, hosts and encodings
+# are the HTTP client's; credentials are the provider's (gateway.upstream).
+FORWARD_REQUEST = frozenset({
+    "content-type", "accept",
+    "anthropic-version", "anthropic-beta",
+    "openai-beta",
+    "idempotency-key",
 })  # fmt: skip
 # Response headers never relayed: hop-by-hop, lengths we recompute, and cookies and limits of
 # our provider account (they are not the caller's business).
@@ -128,6 +132,7 @@ class Proxy:
 
     def _prepare(self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str) -> Call:
         req = endpoint.parse(body, content_type)
+        check_model_name(req.model)
         check_allowed(req.model, caller.key.models)
         table = self._pricing.table
         price = table.lookup(req.model)
@@ -218,7 +223,7 @@ class Proxy:
 
     async def _forward(self, request: web.Request, call: Call) -> web.StreamResponse:
         body, client_wants_usage = call.endpoint.upstream_body(call.req)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST}
+        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_REQUEST}
         t0 = time.perf_counter()
         upstream = await call.provider.send(
             UpstreamRequest(path=call.endpoint.path, headers=headers, body=body)
