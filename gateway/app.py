@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,12 +23,14 @@ from gateway.billing.feed import LedgerRelay
 from gateway.billing.hold_reaper import reap_forever, renew_forever
 from gateway.billing.journal import Journal
 from gateway.billing.lua_scripts import RedisPyScripts, ScriptCaller
+from gateway.billing.records import new_request_id
 from gateway.billing.wallet import Wallet
 from gateway.edge.admin import Admin
 from gateway.edge.auth import Authenticator
+from gateway.edge.http_server import render
 from gateway.edge.httpjson import json_response
 from gateway.edge.model_access import model_list
-from gateway.edge.proxy import Proxy
+from gateway.edge.proxy import REQUEST_ID, Proxy
 from gateway.observability.metrics import Metrics, exposition
 from gateway.prices.holder import PricingHolder
 from gateway.prices.loading import load_pricing
@@ -68,26 +71,25 @@ def error_middleware(breaker: Breaker) -> Any:
                 raise errors.BillingUnavailable(BILLING_DOWN)
             return await handler(request)
         except errors.GatewayError as exc:
-            return _render(exc)
+            return _render(request, exc)
         except (StoreError, RedisError, RedisClusterException) as exc:
             # Unreachable, timed out, out of memory, read-only after a failover: all fail
             # closed with a 503, never a 500 and never free traffic.
             breaker.trip()
             log.warning("billing store unreachable: %s", exc)
-            return _render(errors.BillingUnavailable(BILLING_DOWN))
+            return _render(request, errors.BillingUnavailable(BILLING_DOWN))
         except ConnectionError:  # the client went away (a socket error, not Redis's)
             raise
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return _render(_http_error(exc))
+            return _render(request, _http_error(exc))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
-            return _render(
-                errors.GatewayError("The gateway failed unexpectedly; nothing was charged.")
-            )
+            return _render(request, errors.GatewayError(
+                "The gateway failed unexpectedly; nothing was charged."))  # fmt: skip
 
     return middleware
 
@@ -101,6 +103,22 @@ async def eviction_policies(redis: Any) -> list[str]:
     return [str(info.get("maxmemory_policy"))]
 
 
+def metrics_handler(metrics: Metrics, token: str | None) -> Handler:
+    """``GET /metrics``: Prometheus text; with ``token`` set, only for ``Bearer <token>``."""
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        if token is not None:
+            sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(sent.encode(), token.encode()):
+                raise errors.InvalidApiKey("/metrics needs the metrics token (Authorization: "
+                                           "Bearer ...).")  # fmt: skip
+        response = web.Response(body=exposition(metrics))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    return metrics_view
+
+
 def _http_error(exc: web.HTTPException) -> errors.GatewayError:
     err = errors.GatewayError(exc.reason)
     err.status = exc.status
@@ -109,8 +127,13 @@ def _http_error(exc: web.HTTPException) -> errors.GatewayError:
     return err
 
 
-def _render(exc: errors.GatewayError) -> web.Response:
-    return json_response(exc.body(), status=exc.status, headers=exc.headers or None)
+def _render(request: web.Request, exc: errors.GatewayError) -> web.Response:
+    """The error answer, with the request's id (the proxy names one as soon as it starts;
+    any other error gets its own, so support can find it in the log)."""
+    request_id = request.get(REQUEST_ID) or new_request_id()
+    if exc.status >= 500:
+        log.warning("%s answered %d %s: %s", request_id, exc.status, exc.code, exc.message)
+    return render(exc, request_id)
 
 
 def build_providers(settings: Settings, pool: Pool, counter: TokenCounter) -> Router:
@@ -260,11 +283,6 @@ def create_app(
                 status=503)  # fmt: skip
         return json_response({"status": "ok", "pricing_version": holder.table.version})
 
-    async def metrics_view(request: web.Request) -> web.Response:
-        response = web.Response(body=exposition(metrics))
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
-
     app.add_routes(
         [
             *(web.post("/v1" + path, proxied) for path in endpoints),
@@ -273,7 +291,7 @@ def create_app(
             web.get("/v1/requests/{request_id}", my_request),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
-            web.get("/metrics", metrics_view),
+            web.get("/metrics", metrics_handler(metrics, settings.metrics_token)),
             *admin.routes(),
         ]
     )

@@ -74,6 +74,11 @@ class Settings:
         """The hold deadline as the Lua scripts take it (Redis server time, milliseconds)."""
         return int(self.hold_ttl * 1000)
 
+    def secrets(self) -> list[str]:
+        """Every secret this configuration holds (kept out of the logs)."""
+        found = [self.admin_token, self.metrics_token, *(p.api_key for p in self.providers)]
+        return [s for s in found if s]
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

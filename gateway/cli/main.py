@@ -23,6 +23,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.billing.lua_scripts import all_sources
 from gateway.cli.pricing import add_pricing_parser, run_pricing
+from gateway.edge import http_server
 from gateway.observability.logs import configure_logging
 from gateway.prices.loading import load_pricing
 from gateway.settings import ConfigError, Settings, load_settings
@@ -65,7 +66,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.workers < 1:
         print("tollgate: --workers must be at least 1", file=sys.stderr)
         return 2
-    listener = configure_logging(env.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format)
+    listener = configure_logging(env.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format,
+                                 settings.secrets())  # fmt: skip
     try:
         return serve(settings, host=args.host, port=args.port, workers=args.workers)
     finally:
@@ -168,7 +170,7 @@ async def _freeze_heap(_: web.Application) -> None:
 def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_port: bool) -> None:
     if reuse_port:  # a spawned worker: its own process, its own log thread
         listener = configure_logging(os.environ.get("TOLLGATE_LOG_LEVEL", "INFO"),
-                                     settings.log_format)  # fmt: skip
+                                     settings.log_format, settings.secrets())  # fmt: skip
         atexit.register(listener.stop)
     try:
         import uvloop
@@ -194,13 +196,5 @@ def _run_worker(settings: Settings, host: str, port: int, token_sha: str, reuse_
         app.on_startup.append(_freeze_heap)
         return app
 
-    web.run_app(
-        make_app(),
-        host=host,
-        port=port,
-        reuse_port=reuse_port,
-        print=None,
-        access_log=None,
-        handle_signals=True,
-        shutdown_timeout=settings.shutdown_timeout,
-    )
+    http_server.run(make_app(), host=host, port=port, reuse_port=reuse_port,
+                    shutdown_timeout=settings.shutdown_timeout)  # fmt: skip

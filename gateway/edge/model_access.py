@@ -9,7 +9,6 @@ from gateway import errors
 from gateway.settings import ProviderConfig
 from pricing import PriceTable
 
-
 MAX_MODEL_NAME = 256
 
 

@@ -45,6 +45,10 @@ from pricing import Usage, compute_cost, format_usd
 
 log = logging.getLogger(__name__)
 
+# The request's id, kept on the aiohttp request for the error middleware (every error answer
+# names it).
+REQUEST_ID = web.RequestKey("request_id", str)
+
 # The only request headers that reach a provider (an allow-list: a customer's own
 # OpenAI-Organization / OpenAI-Project, cookies, User-Agent or X-Forwarded-For must never reach
 # the operator's provider account next to the operator's key). Lengths, hosts and encodings
@@ -110,10 +114,12 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         endpoint = self._endpoints[route_path(request)]
+        request_id = request[REQUEST_ID] = new_request_id()
         try:
             caller = await self._auth.authenticate(request.headers)
             body = await read_body(request, self._settings.max_body_bytes)
-            call = self._prepare(endpoint, caller, body, request.headers.get("Content-Type", ""))
+            call = self._prepare(endpoint, caller, body, request.headers.get("Content-Type", ""),
+                                 request_id)  # fmt: skip
             await self._admit(call)
         except errors.GatewayError as exc:
             self._metrics.rejections.labels(exc.code).inc()
@@ -130,7 +136,9 @@ class Proxy:
 
     # -- before forwarding -----------------------------------------------------------------
 
-    def _prepare(self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str) -> Call:
+    def _prepare(
+        self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str, request_id: str
+    ) -> Call:
         req = endpoint.parse(body, content_type)
         check_model_name(req.model)
         check_allowed(req.model, caller.key.models)
@@ -148,7 +156,7 @@ class Proxy:
                                         param="model")  # fmt: skip
         key, account = caller.key, caller.account
         return Call(
-            request_id=new_request_id(),
+            request_id=request_id,
             caller=caller,
             endpoint=endpoint,
             req=req,

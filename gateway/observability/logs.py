@@ -2,6 +2,8 @@
 
 The per-request line (logger ``tollgate.request``) carries ids, model, tokens, cost and
 timings, and never a prompt, a completion or a secret: the proxy only ever passes those fields.
+Whatever any logger writes is redacted on its way out (:mod:`gateway.observability.redact`), in
+the log thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import logging
 import queue
 import sys
 import time
+from collections.abc import Iterable
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 import orjson
+
+from gateway.observability.redact import Redactor
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,15 +41,28 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> QueueListener:
+class RedactingFormatter(logging.Formatter):
+    """``inner``'s line with every secret masked."""
+
+    def __init__(self, inner: logging.Formatter, redact: Redactor) -> None:
+        super().__init__()
+        self._inner, self._redact = inner, redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(self._inner.format(record))
+
+
+def configure_logging(
+    level: str = "INFO", fmt: str = "json", secrets: Iterable[str] = ()
+) -> QueueListener:
     """Called once per process by the CLI (never at import): JSON lines (or plain text) on
     stderr, formatted and written by a background thread so that a request's log line costs
-    the event loop only a queue put. Stop the returned listener at exit to flush it."""
+    the event loop only a queue put. ``secrets`` (tokens, provider keys) are masked wherever
+    they appear. Stop the returned listener at exit to flush it."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    inner = JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    handler.setFormatter(RedactingFormatter(inner, Redactor(secrets)))
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     listener = QueueListener(records, handler, respect_handler_level=False)
     root = logging.getLogger()
