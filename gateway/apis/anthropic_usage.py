@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.apis.tracking import EventKind, TextTracker, count, event_json
+from gateway.apis.usage_checks import bad_counts, read_count
 from gateway.codecs.sse import SSEEvent
 from pricing import Usage
 
@@ -26,6 +27,11 @@ USAGE_FIELDS = (
     "cache_creation",
     "output_tokens_details",
 )
+COUNT_FIELDS = (
+    "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+    "cache_creation.ephemeral_5m_input_tokens", "cache_creation.ephemeral_1h_input_tokens",
+    "output_tokens_details.thinking_tokens",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +62,7 @@ def read_anthropic_usage(usage: Mapping[str, Any]) -> AnthropicUsage | None:
     ``cache_creation_input_tokens`` is the total written; the ``cache_creation`` breakdown
     (``ephemeral_5m_input_tokens``, ``ephemeral_1h_input_tokens``) only splits it by duration.
     """
-    if type(usage.get("input_tokens")) is not int:
+    if read_count(usage.get("input_tokens")) is None or bad_counts(usage, COUNT_FIELDS):
         return None
     output = count(usage.get("output_tokens"))
     breakdown = usage.get("cache_creation")
@@ -64,7 +70,7 @@ def read_anthropic_usage(usage: Mapping[str, Any]) -> AnthropicUsage | None:
     five_min = count(breakdown.get("ephemeral_5m_input_tokens"))
     one_hour = count(breakdown.get("ephemeral_1h_input_tokens"))
     total = usage.get("cache_creation_input_tokens")
-    written = count(total) if type(total) is int else five_min + one_hour
+    written = count(total) if total is not None else five_min + one_hour
     one_hour = min(one_hour, written)
     details = usage.get("output_tokens_details")
     thinking = count(details.get("thinking_tokens")) if isinstance(details, dict) else 0

@@ -5,10 +5,12 @@ and all. The duration billed is, in order of preference:
 
 * the upstream's: ``usage.seconds`` (``{"type": "duration", "seconds": N}``) or the
   ``duration`` of a ``verbose_json`` answer; recorded as ``usage_source`` "upstream";
-* the uploaded file's, when it is a WAV the gateway can read; recorded as "file";
+* the uploaded file's, when it is an uncompressed WAV: timed by its bytes, not by its header's
+  size fields (``codecs.audiofile``); recorded as "file";
 * else an upper bound from the file's size (16 kbit/s); recorded as "estimated".
 
-The hold is the file's duration, or that upper bound.
+The hold is the file's duration, or an upper bound from its size (4 kbit/s), in whole seconds
+and at least one.
 """
 
 from __future__ import annotations
@@ -104,12 +106,13 @@ class Transcriptions(Endpoint):
     def worst_case(
         self, req: ParsedRequest, price: ModelPrice, counter: TokenCounter, default_output: int
     ) -> Usage:
-        """Providers bill whole seconds, rounded up: hold that. Without a WAV header, hold
-        at a bitrate below any speech codec's."""
+        """Providers bill whole seconds, rounded up: hold that, and at least one (a file read
+        here as holding no samples is still a request an upstream may read otherwise and bill).
+        Without a WAV header, hold at a bitrate below any speech codec's."""
         ms = req.extra["file_ms"]
         if ms is None:
             ms = bound_ms(req.extra["audio_bytes"], HOLD_BYTES_PER_SECOND)
-        return Usage(audio_ms=-(-ms // 1000) * 1000)
+        return Usage(audio_ms=max(1, -(-ms // 1000)) * 1000)
 
     def usage_from_body(self, req: ParsedRequest, data: bytes) -> Usage | None:
         ms = upstream_duration_ms(data)

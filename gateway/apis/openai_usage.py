@@ -1,7 +1,9 @@
 """Token usage from OpenAI-shaped answers (chat.completions, completions, embeddings). Pure.
 
-Upstream JSON is not trusted to be well formed: nothing here raises on odd values. A count that
-is not a non-negative int (including ``true``, ``1.5`` and ``"12"``) reads as 0.
+Upstream JSON is not trusted to be well formed: nothing here raises on odd values. A report
+with a count that is not a non-negative whole number (``true``, ``1.5``, ``"12"``, ``-3``), or
+with more cached tokens than prompt tokens, is unreadable (None: the request is estimated and
+the report recorded as an anomaly); ``50.0`` reads as 50.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ from typing import Any
 
 import orjson
 
+from gateway.apis.usage_checks import bad_counts, read_count
 from pricing.usage import Usage
+
+COUNT_FIELDS = ("prompt_tokens", "completion_tokens", "prompt_tokens_details.cached_tokens",
+                "completion_tokens_details.reasoning_tokens")  # fmt: skip
 
 __all__ = ["usage_from_openai", "usage_from_openai_body"]
 
@@ -20,16 +26,17 @@ def usage_from_openai(usage: object) -> Usage | None:
 
     OpenAI counts cached prompt tokens inside ``prompt_tokens`` and reasoning tokens inside
     ``completion_tokens``; the cached ones move to ``cache_read_tokens``. Returns None when
-    ``usage`` is not an object with an int ``prompt_tokens``.
+    ``usage`` is not an object with a count in ``prompt_tokens``, or is unreadable.
     """
-    if not isinstance(usage, dict):
+    if not isinstance(usage, dict) or bad_counts(usage, COUNT_FIELDS):
         return None
-    prompt = usage.get("prompt_tokens")
-    if type(prompt) is not int:
+    prompt = read_count(usage.get("prompt_tokens"))
+    if prompt is None:
         return None
-    prompt = max(prompt, 0)
     completion = _count(usage.get("completion_tokens"))
-    cached = min(_count(_detail(usage, "prompt_tokens_details", "cached_tokens")), prompt)
+    cached = _count(_detail(usage, "prompt_tokens_details", "cached_tokens"))
+    if cached > prompt:
+        return None
     reasoning = min(
         _count(_detail(usage, "completion_tokens_details", "reasoning_tokens")), completion
     )
@@ -59,5 +66,4 @@ def _detail(usage: dict[Any, Any], details: str, name: str) -> object:
 
 
 def _count(value: object) -> int:
-    # bool is an int subclass, and ``true`` is not a token count.
-    return value if type(value) is int and value >= 0 else 0
+    return read_count(value) or 0

@@ -14,8 +14,13 @@ from typing import Any
 from gateway import errors
 from gateway.apis.base import Endpoint, ParsedRequest, StreamTracker
 from gateway.apis.tracking import EventKind, KeptBudget, TextTracker, body_json, count, event_json
+from gateway.apis.usage_checks import bad_counts, read_count
 from gateway.codecs.sse import SSEEvent
 from pricing import Usage
+
+COUNT_FIELDS = ("input_tokens", "output_tokens", "input_tokens_details.cached_tokens",
+                "input_tokens_details.cache_write_tokens",
+                "output_tokens_details.reasoning_tokens")  # fmt: skip
 
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 TEXT_DELTA_EVENTS = frozenset({
@@ -26,14 +31,18 @@ TEXT_DELTA_EVENTS = frozenset({
 
 
 def usage_from_responses(usage: object) -> Usage | None:
-    """Read a Responses ``usage`` object; None unless ``input_tokens`` is an int."""
-    if not isinstance(usage, dict) or type(usage.get("input_tokens")) is not int:
+    """Read a Responses ``usage`` object; None unless ``input_tokens`` is a count and the
+    report is readable (openai_usage says what that means)."""
+    if (not isinstance(usage, dict) or read_count(usage.get("input_tokens")) is None
+            or bad_counts(usage, COUNT_FIELDS)):  # fmt: skip
         return None
     prompt = count(usage["input_tokens"])
     output = count(usage.get("output_tokens"))
     details = usage.get("input_tokens_details")
     details = details if isinstance(details, dict) else {}
-    cached = min(count(details.get("cached_tokens")), prompt)
+    cached = count(details.get("cached_tokens"))
+    if cached > prompt:
+        return None
     written = min(count(details.get("cache_write_tokens")), prompt - cached)
     out_details = usage.get("output_tokens_details")
     reasoning = count(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0

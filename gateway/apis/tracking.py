@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from gateway.apis.usage_checks import read_count
 from gateway.codecs.sse import SSEEvent
 from pricing import Usage
 
@@ -120,8 +121,9 @@ def body_json(data: bytes) -> dict[str, Any] | None:
 
 
 def count(value: object) -> int:
-    """A token count from upstream JSON: a non-negative int, else 0 (``true`` is not a count)."""
-    return value if type(value) is int and value >= 0 else 0
+    """A token count from upstream JSON (``50.0`` is 50), else 0; readers reject a report
+    with a bad count before they get here (usage_checks.bad_counts)."""
+    return read_count(value) or 0
 
 
 def partial_usage(reported: Usage | None, estimate: Usage) -> Usage:

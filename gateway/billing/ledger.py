@@ -13,7 +13,9 @@ k     the API key's id            p   its project          m   the model billed
 u     usage: ``input,output,cache_read,cache_write,cache_write_1h,reasoning,images,audio_ms``
       then ``;`` and the image variant (empty when none)
 x     admission facts: ``endpoint|stream|price_version|price_effective_from|created_ms|hold``
-y     outcome: ``status|usage_source|http_status|finished_ms|shortfall``
+y     outcome: ``status|usage_source|http_status|finished_ms|anomalies|shortfall``
+      (``anomalies``: a JSON list, empty when none; entries written before it existed have
+      five parts)
 a     the amount charged (integer nanodollars)
 s     how ``a`` was drawn: ``free_quota,credits,cash`` (integers; they add up to ``a``)
 b     the spendable balance right after (nanodollars, may be negative when postpaid)
@@ -29,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
+
+import orjson
 
 from pricing import Usage, format_usd
 
@@ -65,9 +69,23 @@ def admission_field(endpoint: str, stream: bool, price_version: str,
     return pack(endpoint, int(stream), price_version, price_effective_from or "")
 
 
-def outcome_field(status: str, usage_source: str, http_status: int, finished_ms: int) -> str:
+def outcome_field(status: str, usage_source: str, http_status: int, finished_ms: int,
+                  anomalies: list[dict[str, str]] | None = None) -> str:  # fmt: skip
     """``y`` as the settle is given it; the script appends ``|shortfall``."""
-    return pack(status, usage_source, http_status, finished_ms)
+    odd = orjson.dumps(anomalies).decode() if anomalies else ""
+    return pack(status, usage_source, http_status, finished_ms, odd)
+
+
+def _outcome(packed: str) -> tuple[str, str, str, str, list[Any], str]:
+    parts = unpack(packed, 6)
+    if packed.count("|") == 4:  # written before anomalies were recorded
+        parts = [*parts[:4], "", parts[4]]
+    status, source, http, finished, odd, shortfall = parts[:6]
+    try:
+        anomalies = orjson.loads(odd) if odd else []
+    except orjson.JSONDecodeError:
+        anomalies = [{"kind": "unreadable", "detail": odd}]
+    return status, source, http, finished, anomalies, shortfall
 
 
 def _int(text: str) -> int:
@@ -98,6 +116,7 @@ class ChargeEntry:
     usage_source: str
     http_status: int
     finished_ms: int
+    anomalies: list[Any]
     shortfall: int
     amount: int
     split: tuple[int, int, int]  # free quota, credits, cash
@@ -109,7 +128,7 @@ class ChargeEntry:
         numbers = [_int(n) for n in counts.split(",")] if counts else []
         numbers += [0] * (len(USAGE_FIELDS) - len(numbers))
         endpoint, stream, version, effective, created, hold = unpack(f.get("x", ""), 6)
-        status, source, http, finished, shortfall = unpack(f.get("y", ""), 5)
+        status, source, http, finished, anomalies, shortfall = _outcome(f.get("y", ""))
         split = [_int(n) for n in f.get("s", "").split(",")] + [0, 0, 0]
         return cls(
             entry_id=entry_id, request_id=f.get("r", ""), key_id=f.get("k", ""),
@@ -118,7 +137,8 @@ class ChargeEntry:
             endpoint=endpoint, stream=stream == "1", price_version=version,
             price_effective_from=effective, created_ms=_int(created), hold=_int(hold),
             status=status, usage_source=source, http_status=_int(http),
-            finished_ms=_int(finished), shortfall=_int(shortfall), amount=_int(f.get("a", "0")),
+            finished_ms=_int(finished), anomalies=anomalies, shortfall=_int(shortfall),
+            amount=_int(f.get("a", "0")),
             split=(split[0], split[1], split[2]), balance=_int(f.get("b", "0")),
         )  # fmt: skip
 
@@ -136,7 +156,8 @@ class ChargeEntry:
             "stream": self.stream, "usage": {**tokens, **units},
             "usage_source": self.usage_source, "cost": format_usd(self.amount),
             "cost_by_source": self.split_json(), "held": format_usd(self.hold),
-            "shortfall": format_usd(self.shortfall), "http_status": self.http_status or None,
+            "shortfall": format_usd(self.shortfall), "anomalies": self.anomalies,
+            "http_status": self.http_status or None,
             "price_version": self.price_version or None,
             "price_effective_from": self.price_effective_from or None,
             "created_ms": self.created_ms, "finished_ms": self.finished_ms or None,
@@ -165,7 +186,7 @@ def export_json(cursor: str, account: str, entry_id: str, f: dict[str, str]) -> 
         request_id=e.request_id, model=e.model, project=e.project, key_id=e.key_id,
         tokens={name: e.usage[name] for name in TOKEN_FIELDS}, images=e.usage["images"],
         audio_ms=e.usage["audio_ms"], status=e.status, usage_source=e.usage_source,
-        source=e.split_json(), shortfall=format_usd(e.shortfall),
+        source=e.split_json(), shortfall=format_usd(e.shortfall), anomalies=e.anomalies,
     )  # fmt: skip
     return line
 

@@ -92,7 +92,7 @@ def pending_json(request_id: str, f: dict[str, str]) -> dict[str, Any]:
         "project": f.get("p"), "key_id": f.get("k"), "stream": stream == "1",
         "usage": {**zero, "total_tokens": 0, "images": 0, "audio_ms": 0},
         "usage_source": None, "cost": format_usd(0), "held": format_usd(int(f.get("hold", "0"))),
-        "http_status": None, "price_version": version or None,
+        "http_status": None, "anomalies": [], "price_version": version or None,
         "price_effective_from": effective or None,
         "created_ms": int(f.get("created_ms", "0") or 0), "finished_ms": None,
     }  # fmt: skip

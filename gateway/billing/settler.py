@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.apis import Endpoint, ParsedRequest
+from gateway.apis.usage_checks import Anomaly, anomaly
 from gateway.billing.journal import Journal
 from gateway.billing.ledger import outcome_field, usage_field
 from gateway.billing.wallet import MAX_UNITS, Admission, Limits, Settlement, Wallet
@@ -64,6 +65,8 @@ class Call:
     upstream_seconds: float = 0.0
     settled: bool = False
     answered_early: bool = False  # the answer need not wait for the settle's reply
+    output_bound: int = 0  # the most output the admission held for (0: none)
+    anomalies: list[Anomaly] = field(default_factory=list)  # recorded with its charge
 
     @property
     def model(self) -> str:
@@ -123,7 +126,7 @@ class Settler:
         handler's cancellation), and the caller decides whether to wait for Redis's reply."""
         call.settled = True
         self._live.discard(call.request_id)
-        cost, usage, args = self._args(call, usage, status, source, http_status)
+        cost, usage, args = self._args(call, usage, status, source, http_status, final=True)
         try:
             self.journal.record(call.request_id, args)  # before the answer ends
         except OSError as exc:  # a full or broken disk: settle anyway, without the safety net
@@ -157,13 +160,18 @@ class Settler:
                       exc)  # fmt: skip
 
     def _args(
-        self, call: Call, usage: Usage | None, status: str, source: str, http_status: int
+        self, call: Call, usage: Usage | None, status: str, source: str, http_status: int,
+        *, final: bool = False,
     ) -> tuple[int, Usage, dict[str, Any]]:
-        """(cost, usage, the settle's journaled arguments)."""
+        """(cost, usage, the settle's journaled arguments); ``final``: the settle itself,
+        whose anomalies are counted and logged (a stream's progress lines are not)."""
         cost = compute_cost(usage, call.price) if usage is not None else 0
-        if cost > MAX_UNITS:  # only an absurd usage report gets here
-            log.error("cost of %s capped at the wallet maximum (was %d)", call.request_id, cost)
-            cost = MAX_UNITS
+        if cost > MAX_UNITS and final:  # usage checks make this all but unreachable
+            call.anomalies.append(anomaly("cost_capped", {"cost": str(cost)}))
+            self._metrics.shortfall.inc((cost - MAX_UNITS) / 1e9)
+        cost = min(cost, MAX_UNITS)
+        if call.anomalies and final:
+            self._record_anomalies(call)
         usage = usage or Usage()
         args = {
             "account_id": call.caller.account.id,
@@ -175,7 +183,8 @@ class Settler:
             "record_ttl": self._settings.record_ttl,
             "ledger_retention": self._settings.ledger_retention,
             "usage": usage_field(usage),
-            "outcome": outcome_field(status, source, http_status, int(time.time() * 1000)),
+            "outcome": outcome_field(status, source, http_status, int(time.time() * 1000),
+                                     [a.to_json() for a in call.anomalies]),
             "policy": call.caller.account.hold_policy,
         }
         return cost, usage, args
@@ -248,6 +257,12 @@ class Settler:
         if not call.answered_early:
             self._observe(call, usage, settlement.cost, http_status, source)
         return settlement.cost, settlement.balance
+
+    def _record_anomalies(self, call: Call) -> None:
+        for odd in call.anomalies:
+            self._metrics.anomalies.labels(odd.kind).inc()
+        log.warning("%s: %s from %s: %s", call.request_id, call.model, call.provider.name,
+                    "; ".join(f"{a.kind} {a.detail}" for a in call.anomalies))  # fmt: skip
 
     def _track(self, task: asyncio.Future[Any]) -> asyncio.Future[Any]:
         self._settling.add(task)

@@ -21,4 +21,13 @@ def parse_object(body: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(value, dict):
         raise errors.InvalidRequest("The request body must be a JSON object.")
+    try:
+        # orjson reads 1023 levels of nesting but writes only 254: a body the gateway rewrites
+        # (an alias, an image default, forced stream usage) must be writable, and one that is
+        # also stays far below the recursion limit that str() of a field meets (tokens.py).
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise errors.InvalidRequest(
+            "The request body nests arrays and objects too deeply (at most 254 levels)."
+        ) from None
     return value

@@ -45,7 +45,10 @@ def _param(message: Message, header: str, name: str) -> str | None:
     value = message.get_param(name, header=header)
     if value is None or isinstance(value, str):
         return value
-    return str(collapse_rfc2231_value(value))
+    try:
+        return str(collapse_rfc2231_value(value))
+    except UnicodeError:  # an RFC 2231 charset whose codec refuses errors="replace" (idna)
+        raise FormError(f"The {header} parameter {name!r} is in an unreadable charset.") from None
 
 
 def boundary_of(content_type: str) -> bytes:

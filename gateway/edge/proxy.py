@@ -24,6 +24,7 @@ from gateway.apis import Endpoint
 from gateway.apis.base import StreamTracker
 from gateway.apis.tokens import TokenCounter
 from gateway.apis.tracking import KeptBudget, partial_usage
+from gateway.apis.usage_checks import check_usage, unreadable_body
 from gateway.billing.journal import Journal
 from gateway.billing.ledger import admission_field
 from gateway.billing.records import new_request_id
@@ -172,6 +173,7 @@ class Proxy:
         )
         hold = compute_cost(worst, call.price)
         est_tokens = worst.total_tokens
+        call.output_bound = worst.output_tokens
         t0 = time.perf_counter()
         admitting = self._wallet.admit(
             call.caller.account.id,
@@ -274,13 +276,17 @@ class Proxy:
     async def _relay_body(self, call: Call, upstream: UpstreamResponse, t0: float) -> web.Response:
         data = await upstream.read()
         call.upstream_seconds = time.perf_counter() - t0
-        usage = call.endpoint.usage_from_body(call.req, data)
-        source = "upstream"
-        if usage is None and upstream.status < 400:
-            usage = call.endpoint.estimate(
-                call.req, call.endpoint.text_from_body(data), self._counter
-            )
-            source = call.endpoint.estimate_source(call.req)
+        usage, source = None, "none"
+        if upstream.status < 400:  # a provider's error answer costs nothing, usage or not
+            reported = call.endpoint.usage_from_body(call.req, data)
+            if reported is None:
+                call.anomalies.extend(unreadable_body(data, upstream.headers))
+            usage, source = self._believed(call, reported)
+            if usage is None:
+                usage = call.endpoint.estimate(
+                    call.req, call.endpoint.text_from_body(data), self._counter
+                )
+                source = call.endpoint.estimate_source(call.req)
         status = "settled" if upstream.status < 400 else "failed"
         cost, balance = await self._charge(
             call, usage, status=status, source=source, http_status=upstream.status
@@ -292,16 +298,29 @@ class Proxy:
             headers["X-Balance-Remaining"] = format_usd(balance)
         return web.Response(status=upstream.status, body=data, headers=headers)
 
+    def _believed(self, call: Call, usage: Usage | None) -> tuple[Usage | None, str]:
+        """The provider's usage if it is believable (see usage_checks), with its source."""
+        if usage is None:
+            return None, "estimated"
+        checked, anomalies = check_usage(usage, call.output_bound)
+        call.anomalies.extend(anomalies)
+        return checked, "upstream" if checked is not None else "estimated"
+
     def _progress(self, call: Call, tracker: StreamTracker) -> None:
         """Journal a long stream's cost so far (charged only if this process dies first)."""
         estimate = call.endpoint.estimate(call.req, tracker.text, self._counter)
         self._settler.progress(call, partial_usage(tracker.usage, estimate))
 
     async def _settle_stream(self, call: Call, tracker: StreamTracker, source: str) -> int:
-        usage = tracker.usage if source == "upstream" else None
-        if usage is None:
+        reported, believed = None, "estimated"
+        if tracker.usage is not None:
+            reported, believed = self._believed(call, tracker.usage)
+        if source == "upstream" and reported is not None:
+            usage = reported
+        else:  # what was relayed, with what the provider reported of it (if believable)
+            source = believed if source == "upstream" else source
             estimate = call.endpoint.estimate(call.req, tracker.text, self._counter)
-            usage = partial_usage(tracker.usage, estimate)
+            usage = partial_usage(reported, estimate)
         cost, _ = await self._charge(call, usage, status="settled", source=source,
                                      http_status=200)  # fmt: skip
         return cost

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import wave
 
 import openai
@@ -168,6 +169,49 @@ async def test_the_hold_is_the_files_duration(gateway: Gateway, upstream: FakeUp
             model="whisper-1", file=("speech.wav", wav(2.5), "audio/wav")
         )
     assert "0.0003" in info.value.message
+    assert upstream.requests == []
+
+
+def lying_wav(seconds: int, rate: int = 8_000) -> bytes:
+    """A WAV whose RIFF and data chunk sizes say 0: ``seconds`` of samples follow anyway.
+    (8 kHz: a minute of it stays below the fake upstream's 1 MiB body limit.)"""
+    real = wav(seconds, rate)
+    data_at = real.index(b"data")
+    return b"RIFF" + bytes(4) + real[8 : data_at + 4] + bytes(4) + real[data_at + 8 :]
+
+
+@pytest.mark.parametrize("response_format", ["text", "json"])
+async def test_a_wav_whose_header_says_0_s_is_held_and_billed_for_its_samples(
+    gateway: Gateway, upstream: FakeUpstream, response_format: str
+) -> None:
+    account, key = await gateway.account()
+    lying = lying_wav(60)
+    assert struct.unpack_from("<I", lying, lying.index(b"data") + 4) == (0,)
+    raw = await gateway.openai(key).audio.transcriptions.with_raw_response.create(
+        model="whisper-1",
+        file=("speech.wav", lying, "audio/wav"),
+        response_format=response_format,  # type: ignore[arg-type]
+    )
+    # 60 s of 8 kHz samples: 60000 ms x 0.006 USD / 60000 ms = 0.006 USD, held and charged
+    # (it was 0 and 0: the data chunk's size field was believed).
+    assert raw.headers["x-usage-cost"] == "0.006"
+    record = await gateway.record(key, raw.headers["x-request-id"])
+    assert record["held"] == "0.006"
+    assert record["usage"]["audio_ms"] == 60_000
+    assert record["usage_source"] == ("file" if response_format == "text" else "upstream")
+    wallet = await gateway.wallet(account)
+    assert parse_usd(wallet["balance"]) == parse_usd("10.00") - cost_of(60_000)
+
+
+async def test_a_wav_whose_header_says_0_s_needs_the_money_for_its_samples(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    _, key = await gateway.account(topup="0.005")
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        await gateway.openai(key).audio.transcriptions.create(
+            model="whisper-1", file=("speech.wav", lying_wav(60), "audio/wav")
+        )
+    assert "0.006" in info.value.message
     assert upstream.requests == []
 
 

@@ -106,8 +106,8 @@ async def test_metrics_can_require_a_token(spawn: Spawn, upstream: FakeUpstream)
         async with http.get(proc.url + "/metrics") as r:
             assert r.status == 401
             assert (await r.json())["error"]["code"] == "invalid_api_key"
-        async with http.get(proc.url + "/metrics",
-                            headers={"Authorization": "Bearer metrics-secret-123"}) as r:  # fmt: skip
+        bearer = {"Authorization": "Bearer metrics-secret-123"}
+        async with http.get(proc.url + "/metrics", headers=bearer) as r:
             assert r.status == 200 and "tollgate_requests" in await r.text()
 
 

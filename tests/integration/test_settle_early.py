@@ -76,8 +76,10 @@ async def test_a_cost_above_the_hold_waits_for_the_settle(
     """Strict wallet, upstream reports more than the worst case: the settle cuts the charge to
     what the wallet can pay, and the header must show that cut charge, so the answer waits."""
     account, key = await gateway.account(topup="0.000100")
-    upstream.usage_override = {"prompt_tokens": 5, "completion_tokens": 2_000_000,
-                               "total_tokens": 2_000_005}  # fmt: skip
+    # 10,000 output tokens for max_tokens 5: above the bound, not absurd (usage_checks), so
+    # billed as reported: 0.006, far above the hold and the wallet.
+    upstream.usage_override = {"prompt_tokens": 5, "completion_tokens": 10_000,
+                               "total_tokens": 10_005}  # fmt: skip
     status, headers = await chat(gateway, key, max_tokens=5)
     assert status == 200
     wallet = await gateway.wallet(account)
@@ -96,9 +98,9 @@ async def test_a_strict_request_pays_its_own_hold_after_the_wallet_was_overdrawn
     account, key = await gateway.account(topup="1.00", hold_policy="postpaid")
     upstream.delay = 0.3
     upstream.usage_override = {
-        "prompt_tokens": 5,
-        "completion_tokens": 5_000_000,
-        "total_tokens": 5_000_005,
+        "prompt_tokens": 20_000_000,  # prompts are not bounded by max_tokens
+        "completion_tokens": 5,
+        "total_tokens": 20_000_005,
     }  # $3 on gpt-4o-mini: past the balance
     a = asyncio.create_task(chat(gateway, key, max_tokens=5))
     await asyncio.sleep(0.1)

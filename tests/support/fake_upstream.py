@@ -6,6 +6,9 @@ after N chunks, ``omit_usage`` strips usage, ``status`` forces an error answer,
 ``images_returned`` keeps only that many generated images, ``pad_events`` puts an SSE comment
 of that many bytes before each stream chunk (a stream of megabytes that costs a few tokens).
 
+``raw_answer`` answers 200 with that content type and body; with ``status`` set,
+``usage_override`` goes into the error body as its ``usage``.
+
 ``requests`` holds each request's JSON body, or for a multipart form its fields (a file field
 as its file name); ``bodies`` the exact bytes received.
 after N chunks, ``omit_usage`` strips usage, ``status`` forces an error answer, ``delay``
@@ -47,6 +50,7 @@ class FakeUpstream:
         self.images_returned: int | None = None
         self.delay = 0.0
         self.pad_events = 0
+        self.raw_answer: tuple[str, bytes] | None = None  # (content type, body) of a 200
         self.app = web.Application()
         self.app.router.add_post("/v1/{tail:.*}", self.handle)
 
@@ -61,16 +65,16 @@ class FakeUpstream:
         self.headers.append(dict(request.headers))
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.raw_answer is not None:
+            content_type, raw = self.raw_answer
+            return web.Response(body=raw, headers={"Content-Type": content_type})
         if self.status is not None:
+            error: dict[str, Any] = {"error": {"message": "forced failure", "type": "server_error",
+                                               "code": None, "param": None}}  # fmt: skip
+            if self.usage_override is not None:  # some providers bill (and say so) on errors
+                error["usage"] = self.usage_override
             return web.json_response(
-                {
-                    "error": {
-                        "message": "forced failure",
-                        "type": "server_error",
-                        "code": None,
-                        "param": None,
-                    }
-                },
+                error,
                 status=self.status,
                 headers={"x-request-id": "up-123"},
             )

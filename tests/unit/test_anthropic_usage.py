@@ -101,10 +101,14 @@ def test_no_usage(usage: object) -> None:
     assert usage_from_anthropic(usage) is None
 
 
-def test_odd_counts_read_as_zero() -> None:
-    usage = {"input_tokens": -4, "output_tokens": 2.5, "cache_read_input_tokens": True,
+def test_odd_counts_make_the_report_unreadable() -> None:
+    usage = {"input_tokens": 4, "output_tokens": 2.5, "cache_read_input_tokens": True,
              "cache_creation": "x", "output_tokens_details": {"thinking_tokens": 99}}  # fmt: skip
-    assert usage_from_anthropic(usage) == Usage()
+    assert usage_from_anthropic(usage) is None
+    assert usage_from_anthropic({**usage, "output_tokens": 2, "cache_read_input_tokens": 0}) == (
+        Usage(input_tokens=4, output_tokens=2, reasoning_tokens=2))
+    assert usage_from_anthropic({"input_tokens": 4.0, "output_tokens": 50.0}) == (
+        Usage(input_tokens=4, output_tokens=50))
 
 
 def test_stream_takes_the_last_value_of_each_field() -> None:

@@ -62,14 +62,17 @@ def test_cache_writes_where_reported() -> None:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("usage", [None, {}, {"input_tokens": None}, {"input_tokens": 1.0}])
+@pytest.mark.parametrize("usage", [None, {}, {"input_tokens": None}, {"input_tokens": 1.5},
+                                   {"input_tokens": 10, "output_tokens": -1}])
 def test_no_usage(usage: object) -> None:
     assert usage_from_responses(usage) is None
 
 
-def test_details_larger_than_the_totals_are_capped() -> None:
+def test_more_cached_than_prompt_is_unreadable_and_reasoning_is_capped() -> None:
     usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 50},
              "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 9}}  # fmt: skip
+    assert usage_from_responses(usage) is None
+    usage["input_tokens_details"] = {"cached_tokens": 10}
     assert usage_from_responses(usage) == Usage(0, 3, 10, 0, 3)
 
 
