@@ -7,6 +7,7 @@ id alone: the id carries the admission time, and the entry comes after it in the
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -69,14 +70,15 @@ def new_request_id() -> str:
     return f"req_{int(time.time() * 1000):011x}{secrets.token_hex(10)}"
 
 
+REQUEST_ID = re.compile(r"req_([0-9a-f]{11})[0-9a-f]{20}")
+
+
 def admission_ms(request_id: str) -> int | None:
-    digits = request_id[4:15]
-    if not request_id.startswith("req_") or len(digits) != 11:
-        return None
-    try:
-        return int(digits, 16)
-    except ValueError:
-        return None
+    """The admission time a request id carries; None for anything ``new_request_id`` could
+    not have made (``int(text, 16)`` alone takes signs, ``0x``, ``_`` and spaces, and a
+    negative time made Redis refuse the ledger read: a refusal that opened the breaker)."""
+    match = REQUEST_ID.fullmatch(request_id)
+    return int(match[1], 16) if match is not None else None
 
 
 def pending_json(request_id: str, f: dict[str, str]) -> dict[str, Any]:
