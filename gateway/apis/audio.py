@@ -16,7 +16,7 @@ and at least one.
 from __future__ import annotations
 
 from gateway import errors
-from gateway.apis.base import Endpoint, ParsedRequest
+from gateway.apis.base import Endpoint, ParsedRequest, check_model_name
 from gateway.apis.tokens import TokenCounter
 from gateway.apis.tracking import body_json
 from gateway.codecs.audiofile import (
@@ -73,6 +73,7 @@ class Transcriptions(Endpoint):
             raise errors.InvalidRequest(
                 "You must provide a model parameter (a form field).", param="model"
             )
+        check_model_name(model)
         upload = seen.get("file")
         if upload is None or upload.filename is None:
             raise errors.InvalidRequest("You must provide a file (a form file field).",

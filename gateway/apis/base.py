@@ -51,6 +51,22 @@ def positive_int(value: object) -> int | None:
     return None
 
 
+MAX_MODEL_NAME = 256
+
+
+def check_model_name(model: str) -> None:
+    """Refuse (400) a model name no provider has: control characters (CR, LF, NUL, ...), other
+    unprintable characters, or one too long. Such a name is never priced, routed, logged or
+    forwarded, and nothing is held for it."""
+    if len(model) > MAX_MODEL_NAME or not model.isprintable():
+        shown = model[:64].encode("unicode_escape").decode("ascii")
+        raise errors.InvalidRequest(
+            f"The model name {shown!r} is not valid: it must be at most {MAX_MODEL_NAME} "
+            "printable characters.",
+            param="model",
+        )
+
+
 class Endpoint:
     """Defaults fit a JSON API billed on tokens; subclasses override what differs.
 
@@ -91,6 +107,7 @@ class Endpoint:
             raise errors.InvalidRequest(
                 "You must provide a model parameter (a string).", param="model"
             )
+        check_model_name(model)
         stream = payload.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise errors.InvalidRequest("'stream' must be a boolean.", param="stream")

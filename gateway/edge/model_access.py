@@ -9,21 +9,6 @@ from gateway import errors
 from gateway.settings import ProviderConfig
 from pricing import PriceTable
 
-MAX_MODEL_NAME = 256
-
-
-def check_model_name(model: str) -> None:
-    """Refuse (400) a model name no provider has: control characters (CR, LF, NUL, ...), other
-    unprintable characters, or one too long. Such a name is never priced, routed, logged or
-    forwarded, and nothing is held for it."""
-    if len(model) > MAX_MODEL_NAME or not model.isprintable():
-        shown = model[:64].encode("unicode_escape").decode("ascii")
-        raise errors.InvalidRequest(
-            f"The model name {shown!r} is not valid: it must be at most {MAX_MODEL_NAME} "
-            "printable characters.",
-            param="model",
-        )
-
 
 def is_allowed(model: str, allow: Sequence[str] | None) -> bool:
     """Whether ``model`` matches the allow-list (globs); None allows every model."""

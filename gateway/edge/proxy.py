@@ -33,7 +33,7 @@ from gateway.billing.wallet import Limits, Refusal, Wallet
 from gateway.edge import ratelimit_headers
 from gateway.edge.auth import Authenticator, Caller
 from gateway.edge.httpjson import read_body
-from gateway.edge.model_access import check_allowed, check_model_name
+from gateway.edge.model_access import check_allowed
 from gateway.edge.stalled_writes import StalledWrites
 from gateway.edge.stream_relay import StreamRelay
 from gateway.observability.metrics import Metrics
@@ -141,7 +141,6 @@ class Proxy:
         self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str, request_id: str
     ) -> Call:
         req = endpoint.parse(body, content_type)
-        check_model_name(req.model)
         check_allowed(req.model, caller.key.models)
         table = self._pricing.table
         price = table.lookup(req.model)

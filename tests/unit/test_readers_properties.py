@@ -495,7 +495,6 @@ def with_model(path: str, model: str) -> tuple[bytes, str]:
     return dumps(payload, ascii_only=False), "application/json"
 
 
-@pytest.mark.xfail(strict=False, reason="model-name control characters: being fixed in parallel")
 @pytest.mark.parametrize("path", ALL_PATHS)
 @PROPERTY
 @given(
