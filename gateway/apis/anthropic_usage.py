@@ -140,3 +140,4 @@ class AnthropicStreamTracker(TextTracker):
             if usage.get(name) is not None:  # absent or null: the earlier value stands
                 self._fields[name] = usage[name]
         self.usage = usage_from_anthropic(self._fields)
+        self.unreadable_usage = dict(self._fields) if self.usage is None else None

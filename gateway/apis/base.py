@@ -30,6 +30,7 @@ class StreamTracker(Protocol):
     """Follows one streamed answer: classifies events, keeps usage and the generated text."""
 
     usage: Usage | None
+    unreadable_usage: object  # the last usage report that could not be read (None: none)
 
     @property
     def text(self) -> str: ...

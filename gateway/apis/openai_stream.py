@@ -239,6 +239,8 @@ class OpenAIStreamTracker(TextTracker):
                 self.usage = usage
                 if parse_kept_first and self._kept:  # read after the kept chunks
                     self._usage_after = self._lazy - len(self._text_ends)
+            else:
+                self.unreadable_usage = raw_usage
         if self.model is None:
             model = chunk.get("model")
             if isinstance(model, str) and model:

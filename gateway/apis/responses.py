@@ -87,6 +87,8 @@ class ResponsesStreamTracker(TextTracker):
                 usage = usage_from_responses(response.get("usage"))
                 if usage is not None:
                     self.usage = usage
+                elif response.get("usage") is not None:
+                    self.unreadable_usage = response.get("usage")
             return EventKind.DONE
         if kind in TEXT_DELTA_EVENTS:
             self.append(doc.get("delta"))

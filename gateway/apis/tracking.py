@@ -56,6 +56,7 @@ class TextTracker:
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
+        self.unreadable_usage: object = None  # the last usage report that could not be read
         # Joined only when read: a long stream adds thousands of small pieces.
         self._text: list[str] = []
         self._text_length = 0

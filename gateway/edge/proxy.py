@@ -24,7 +24,7 @@ from gateway.apis import Endpoint
 from gateway.apis.base import StreamTracker
 from gateway.apis.tokens import TokenCounter
 from gateway.apis.tracking import KeptBudget, partial_usage
-from gateway.apis.usage_checks import check_usage, unreadable_body
+from gateway.apis.usage_checks import anomaly, check_usage, unreadable_body
 from gateway.billing.journal import Journal
 from gateway.billing.ledger import admission_field
 from gateway.billing.records import new_request_id
@@ -314,6 +314,8 @@ class Proxy:
         reported, believed = None, "estimated"
         if tracker.usage is not None:
             reported, believed = self._believed(call, tracker.usage)
+        elif tracker.unreadable_usage is not None:
+            call.anomalies.append(anomaly("unreadable_usage", tracker.unreadable_usage))
         if source == "upstream" and reported is not None:
             usage = reported
         else:  # what was relayed, with what the provider reported of it (if believable)

@@ -102,3 +102,15 @@ async def test_a_body_that_is_not_what_the_endpoint_returns_is_estimated_and_rec
     assert status == 200 and rec["usage_source"] == "estimated", rec
     assert [a["kind"] for a in rec["anomalies"]] == ["unexpected_body"], rec
     assert answer[0] in rec["anomalies"][0]["detail"]
+
+
+@pytest.mark.parametrize("lie", [{"completion_tokens": -5}, {"prompt_tokens": "9"}])
+async def test_an_unreadable_stream_usage_is_estimated_and_recorded(
+    gateway: Gateway, upstream: FakeUpstream, lie: dict[str, Any]
+) -> None:
+    _, key = await gateway.account(topup="1.00")
+    upstream.usage_override = lie
+    status, rec, _ = await chat(gateway, key, stream=True)
+    assert status == 200 and rec["usage_source"] == "estimated", rec
+    assert [a["kind"] for a in rec["anomalies"]] == ["unreadable_usage"], rec
+    assert str(next(iter(lie.values()))) in rec["anomalies"][0]["detail"]
