@@ -11,6 +11,7 @@ always OpenAI-shaped: ``{"error": {"message", "type", "code", "param"}}``.
     ├── AdminUnauthorized       401 invalid_admin_token
     ├── InsufficientBalance     403 insufficient_balance
     ├── ModelNotAllowed         403 model_not_allowed     (the key's allow-list)
+    ├── RequestTimeout          408 request_timeout       (a body that never finishes)
     ├── Conflict                409 conflict
     ├── RequestTooLarge         413 request_too_large
     ├── RateLimited             429 rate_limit_exceeded   (+ Retry-After)
@@ -28,6 +29,7 @@ class GatewayError(Exception):
     status = 500
     type = "server_error"
     code = "internal_error"
+    closes = False  # the answer closes the connection (the request's body was not all read)
 
     def __init__(
         self,
@@ -91,6 +93,13 @@ class ModelNotAllowed(GatewayError):
     code = "model_not_allowed"
 
 
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+    closes = True
+
+
 class Conflict(GatewayError):
     status = 409
     type = "invalid_request_error"
@@ -101,6 +110,7 @@ class RequestTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+    closes = True
 
 
 class RateLimited(GatewayError):

@@ -58,6 +58,7 @@ class Settings:
     # How long a stream may wait on a client that does not read before it is cut (and billed
     # for what was delivered).
     client_write_timeout: float = 30.0
+    client_body_timeout: float = 60.0  # a request body must arrive this soon after its headers
     metrics_token: str | None = field(default=None, repr=False)  # bearer token for /metrics
     pool_size: int = 1000
     pricing_poll_interval: float = 2.0
@@ -101,6 +102,7 @@ _TOP_LEVEL = {
     "first_byte_timeout",
     "total_timeout",
     "client_write_timeout",
+    "client_body_timeout",
     "metrics_token",
     "pool_size",
     "pricing_poll_interval",
@@ -222,6 +224,7 @@ def parse_settings(
         first_byte_timeout=f.seconds("first_byte_timeout", 600.0),
         total_timeout=f.seconds("total_timeout", 3600.0),
         client_write_timeout=f.seconds("client_write_timeout", 30.0),
+        client_body_timeout=f.seconds("client_body_timeout", 60.0),
         metrics_token=env.get("TOLLGATE_METRICS_TOKEN") or f.text("metrics_token"),
         pool_size=f.count("pool_size", 1000),
         pricing_poll_interval=f.seconds("pricing_poll_interval", 2.0),

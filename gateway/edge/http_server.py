@@ -44,7 +44,10 @@ def render(error: errors.GatewayError, request_id: str) -> web.Response:
     body = error.body()
     body["error"]["message"] = f"{error.message} Request id: {request_id}"  # type: ignore[index]
     headers = {**error.headers, "X-Request-Id": request_id}
-    return json_response(body, status=error.status, headers=headers)
+    response = json_response(body, status=error.status, headers=headers)
+    if error.closes:
+        response.force_close()
+    return response
 
 
 class _JsonErrorsHandler(RequestHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -13,16 +14,28 @@ from gateway.codecs.json_object import parse_object
 ADMIN_BODY_LIMIT = 64 * 1024
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole request body, refused with 413 as soon as it passes ``limit`` bytes."""
+async def read_body(request: web.Request, limit: int, within: float | None = None) -> bytes:
+    """The whole request body, refused with 413 as soon as it passes ``limit`` bytes, and with
+    408 when it has not all arrived ``within`` seconds after the headers (a client that
+    uploads a byte at a time must not hold a connection for as long as it likes)."""
     if request.content_length is not None and request.content_length > limit:
         raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")
     content = request.content
     if content.is_eof() and content.total_bytes <= limit:  # all arrived with the headers
         return content.read_nowait()
+    try:
+        async with asyncio.timeout(within):
+            return await _read_all(content, limit)
+    except TimeoutError:
+        raise errors.RequestTimeout(
+            f"The request body did not arrive within {within:g} seconds."
+        ) from None
+
+
+async def _read_all(content: Any, limit: int) -> bytes:
     chunks = []
     size = 0
-    async for chunk in request.content.iter_any():
+    async for chunk in content.iter_any():
         size += len(chunk)
         if size > limit:
             raise errors.RequestTooLarge(f"The request body is larger than {limit} bytes.")

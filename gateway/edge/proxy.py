@@ -118,7 +118,8 @@ class Proxy:
         request_id = request[REQUEST_ID] = new_request_id()
         try:
             caller = await self._auth.authenticate(request.headers)
-            body = await read_body(request, self._settings.max_body_bytes)
+            body = await read_body(request, self._settings.max_body_bytes,
+                                   self._settings.client_body_timeout)  # fmt: skip
             call = self._prepare(endpoint, caller, body, request.headers.get("Content-Type", ""),
                                  request_id)  # fmt: skip
             await self._admit(call)
