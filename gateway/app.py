@@ -30,6 +30,7 @@ from gateway.edge.auth import Authenticator
 from gateway.edge.http_server import render
 from gateway.edge.httpjson import json_response
 from gateway.edge.model_access import model_list
+from gateway.edge.openapi import openapi_route
 from gateway.edge.proxy import REQUEST_ID, Proxy
 from gateway.observability.metrics import Metrics, exposition
 from gateway.prices.holder import PricingHolder
@@ -292,6 +293,7 @@ def create_app(
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
             web.get("/metrics", metrics_handler(metrics, settings.metrics_token)),
+            openapi_route(),
             *admin.routes(),
         ]
     )

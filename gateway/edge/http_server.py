@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
+import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
@@ -48,6 +49,20 @@ def render(error: errors.GatewayError, request_id: str) -> web.Response:
     if error.closes:
         response.force_close()
     return response
+
+
+def with_request_id(body: bytes, request_id: str) -> bytes:
+    """A provider's error answer, relayed, with the request id at the end of its message (the
+    OpenAI and Anthropic shapes both keep it in ``error.message``); other bodies unchanged."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return body
+    error["message"] = f"{error['message']} Request id: {request_id}"
+    return orjson.dumps(document)
 
 
 class _JsonErrorsHandler(RequestHandler):

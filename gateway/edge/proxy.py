@@ -32,6 +32,7 @@ from gateway.billing.settler import Call, Settler
 from gateway.billing.wallet import Limits, Refusal, Wallet
 from gateway.edge import ratelimit_headers
 from gateway.edge.auth import Authenticator, Caller
+from gateway.edge.http_server import with_request_id
 from gateway.edge.httpjson import read_body
 from gateway.edge.model_access import check_allowed
 from gateway.edge.stalled_writes import StalledWrites
@@ -296,6 +297,8 @@ class Proxy:
         headers["X-Total-Tokens"] = str(usage.total_tokens if usage else 0)
         if balance is not None:
             headers["X-Balance-Remaining"] = format_usd(balance)
+        if upstream.status >= 400:
+            data = with_request_id(data, call.request_id)
         return web.Response(status=upstream.status, body=data, headers=headers)
 
     def _believed(self, call: Call, usage: Usage | None) -> tuple[Usage | None, str]:

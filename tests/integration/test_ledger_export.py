@@ -101,6 +101,24 @@ async def test_bad_cursors_and_limits_are_400(gateway: Gateway) -> None:
         assert r.status == 401
 
 
+async def test_a_ledger_cursor_redis_cannot_read_is_a_400_not_a_503(gateway: Gateway) -> None:
+    """The cursor check (``\\d{1,20}-\\d{1,20}``) passed any Unicode digit, halves past a
+    stream id's 64 bits and the last id of all; Redis refused each, and a refusal is taken for
+    Redis failing: 503, and the breaker opened for every request (found by test_openapi)."""
+    account, _ = await gateway.account()
+    for after in ("\u0661-\u0661", "18446744073709551616-0", "0-99999999999999999999",
+                  "18446744073709551615-18446744073709551615"):  # fmt: skip
+        async with gateway.http.get(gateway.url + "/admin/ledger", params={"after": after},
+                                    headers=gateway.admin_headers) as r:  # fmt: skip
+            assert r.status == 400, (after, r.status, await r.text())
+            assert (await r.json())["error"]["param"] == "after"
+        assert (await gateway.wallet(account))["balance"] == "10.00"  # the breaker stays shut
+    async with gateway.http.get(gateway.url + "/admin/ledger",
+                                params={"after": "18446744073709551615-18446744073709551614"},
+                                headers=gateway.admin_headers) as r:  # fmt: skip
+        assert (r.status, await r.read()) == (200, b"")  # nothing after it: caught up
+
+
 async def funded_with_entries(redis: Any, n: int) -> tuple[Wallet, str]:
     wallet = Wallet(redis)
     account = (await Directory(redis).create_account({"name": "t", "plan": "p"})).id
