@@ -38,7 +38,7 @@ from gateway.prices.loading import load_pricing
 from gateway.prices.reload import PricingReloader
 from gateway.settings import Settings
 from gateway.store.breaker import Breaker
-from gateway.store.redis_errors import StoreError
+from gateway.store.redis_errors import StoreError, StoreRefused, classify
 from gateway.upstream.anthropic_provider import AnthropicProvider
 from gateway.upstream.http1 import Pool
 from gateway.upstream.mock import MockProvider
@@ -74,6 +74,14 @@ def error_middleware(breaker: Breaker) -> Any:
         except errors.GatewayError as exc:
             return _render(request, exc)
         except (StoreError, RedisError, RedisClusterException) as exc:
+            if isinstance(classify(exc), StoreRefused):
+                # Redis refused this one command (bad arguments: a check missed them). Only
+                # this request fails; Redis is fine, so the breaker, which would refuse every
+                # customer on this worker, stays shut.
+                log.error("Redis refused a command for %s %s", request.method, request.path,
+                          exc_info=exc)  # fmt: skip
+                return _render(request, errors.GatewayError(
+                    "The gateway failed unexpectedly; nothing was charged."))  # fmt: skip
             # Unreachable, timed out, out of memory, read-only after a failover: all fail
             # closed with a 503, never a 500 and never free traffic.
             breaker.trip()

@@ -15,6 +15,7 @@ from gateway.app import create_app
 from gateway.billing.lua_scripts import all_sources
 from gateway.store.clients import make_redis
 from gateway.store.fast_client import FastScripts
+from gateway.store.keys import AccountKeys
 from pricing import parse_pricing
 from tests.integration.conftest import ADMIN_SHA, PRICING, Gateway, make_settings
 from tests.support.fake_upstream import FakeUpstream
@@ -87,3 +88,23 @@ async def test_redis_restart_under_load(
         await scripts.aclose()
         await client.aclose()
         server.stop()
+
+
+async def test_a_command_redis_refuses_fails_alone_and_leaves_the_breaker_shut(
+    gateway: Any, redis: Any
+) -> None:
+    """A refusal of one command (a check that let bad arguments through) is that request's
+    500; Redis itself is fine, so nobody else may be refused (two such holes were found by
+    schemathesis: each opened the breaker for every account on the worker)."""
+    account, key = await gateway.account()
+    ledger_key = AccountKeys(account).ledger
+    await redis.rename(ledger_key, ledger_key + ":saved")  # the same hash tag
+    await redis.set(ledger_key, "not a stream")  # XRANGE on it: WRONGTYPE, refused for good
+    async with gateway.http.get(f"{gateway.url}/v1/requests/req_{'0' * 31}",
+                                headers={"Authorization": f"Bearer {key}"}) as r:  # fmt: skip
+        assert r.status == 500, await r.text()
+        assert (await r.json())["error"]["code"] == "internal_error"
+    await redis.delete(ledger_key)
+    await redis.rename(ledger_key + ":saved", ledger_key)
+    wallet = await gateway.wallet(account)  # served at once: the breaker did not open
+    assert wallet["balance"] == "10.00"

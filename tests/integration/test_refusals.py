@@ -156,10 +156,10 @@ async def test_upstream_error_is_passed_through_and_not_charged(
         headers={"Authorization": f"Bearer {key}"},
     ) as r:
         assert r.status == 500
-        assert (await r.json())["error"]["message"] == "forced failure"
+        rid = r.headers["X-Request-Id"]
+        assert (await r.json())["error"]["message"] == f"forced failure Request id: {rid}"
         assert r.headers["X-Usage-Cost"] == "0.00"
         assert r.headers["X-Upstream-Request-Id"] == "up-123"
-        rid = r.headers["X-Request-Id"]
     wallet = await gateway.wallet(account)
     assert wallet["balance"] == "10.00" and wallet["held"] == "0.00"
     async with gateway.http.get(
