@@ -12,11 +12,8 @@ from typing import Any
 
 import orjson
 
-from gateway.apis.usage_checks import bad_counts, read_count
+from gateway.apis.usage_checks import optional_count, read_count
 from pricing.usage import Usage
-
-COUNT_FIELDS = ("prompt_tokens", "completion_tokens", "prompt_tokens_details.cached_tokens",
-                "completion_tokens_details.reasoning_tokens")  # fmt: skip
 
 __all__ = ["usage_from_openai", "usage_from_openai_body"]
 
@@ -28,18 +25,15 @@ def usage_from_openai(usage: object) -> Usage | None:
     ``completion_tokens``; the cached ones move to ``cache_read_tokens``. Returns None when
     ``usage`` is not an object with a count in ``prompt_tokens``, or is unreadable.
     """
-    if not isinstance(usage, dict) or bad_counts(usage, COUNT_FIELDS):
+    if not isinstance(usage, dict):
         return None
     prompt = read_count(usage.get("prompt_tokens"))
-    if prompt is None:
+    completion = optional_count(usage.get("completion_tokens"))
+    cached = optional_count(_detail(usage, "prompt_tokens_details", "cached_tokens"))
+    reasoning = optional_count(_detail(usage, "completion_tokens_details", "reasoning_tokens"))
+    if prompt is None or min(completion, cached, reasoning) < 0 or cached > prompt:
         return None
-    completion = _count(usage.get("completion_tokens"))
-    cached = _count(_detail(usage, "prompt_tokens_details", "cached_tokens"))
-    if cached > prompt:
-        return None
-    reasoning = min(
-        _count(_detail(usage, "completion_tokens_details", "reasoning_tokens")), completion
-    )
+    reasoning = min(reasoning, completion)
     return Usage(
         input_tokens=prompt - cached,
         output_tokens=completion,
@@ -63,7 +57,3 @@ def usage_from_openai_body(body: bytes) -> tuple[Usage | None, str | None]:
 def _detail(usage: dict[Any, Any], details: str, name: str) -> object:
     section = usage.get(details)
     return section.get(name) if isinstance(section, dict) else None
-
-
-def _count(value: object) -> int:
-    return read_count(value) or 0

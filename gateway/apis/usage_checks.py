@@ -51,6 +51,16 @@ def read_count(value: object) -> int | None:
     return None
 
 
+def optional_count(value: object) -> int:
+    """A count that may be absent: 0 when ``value`` is None, -1 when it is not a count."""
+    if type(value) is int and 0 <= value <= MAX_COUNT:  # the usual case, first
+        return value
+    if value is None:
+        return 0
+    read = read_count(value)
+    return -1 if read is None else read
+
+
 def bad_counts(report: object, fields: tuple[str, ...]) -> list[str]:
     """The names among ``fields`` (``a.b`` reaches into a nested object) whose value in
     ``report`` is present but not a count."""
