@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from bench.streamclient import StreamConnection, StreamSample
+from bench.upstream import with_knobs
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -186,11 +187,8 @@ async def run_streams(
 ) -> StreamResult:
     """Run streams back to back on ``concurrency`` clients for ``seconds`` (at least
     ``min_streams`` in all)."""
-    h = {
-        **headers,
-        "X-Bench-Chunks": str(chunks),
-        "X-Bench-Chunk-Delay-Ms": str(chunk_delay_ms),
-    }
+    h = headers
+    body = with_knobs(body, chunks=chunks, chunk_delay_ms=chunk_delay_ms)
     expected = chunks + 3  # role chunk, content chunks, finish chunk, [DONE]
     samples: list[StreamSample] = []
     warm = await StreamConnection.open(url, body, h)

@@ -26,6 +26,7 @@ from bench.phases import (
     log,
     run_async,
 )
+from bench.upstream import with_knobs
 from bench.wrk import run_wrk
 
 # Chunks sent back to back by the upstream, concurrent streams, and the fewest streams the
@@ -87,12 +88,11 @@ def trial(bench: Bench, t: Target, kind: str, n: int) -> tuple[dict[str, Any], c
     meter.start()
     r = run_wrk(
         t.url + PATH,
-        body=STREAM_BODY,
+        body=with_knobs(STREAM_BODY, chunks=spec["chunks"]),
         key=t.key,
         connections=spec["concurrency"],
         seconds=bench.plan.relay,
         cpus=bench.load_cpus,
-        extra_headers={"X-Bench-Chunks": str(spec["chunks"]), "X-Bench-Chunk-Delay-Ms": "0"},
     )
     usage = meter.stop()
     bench.check(t, f"wrk {what}", r.non_2xx, r.socket_errors)

@@ -4,12 +4,13 @@ Answers are built once per distinct request shape (path, body, stream knobs) and
 as precomputed bytes, so the upstream itself costs little CPU per request. Plain answers are
 ``gateway.upstream.mock.answer``'s bytes; streams have a chosen number of content chunks.
 
-Knobs (command line defaults, each overridable per request by a header, which both the bench
-pass-through and Tollgate forward):
-  ``--latency-ms``      wait before answering        (``X-Bench-Latency-Ms``)
+Knobs (command line defaults, each overridable per request in the body's ``user`` field,
+``with_knobs`` writes it, or by a header; Tollgate forwards only the headers providers need,
+so the body is what reaches the upstream through any proxy):
+  ``--latency-ms``      wait before answering        (``latency_ms=``, ``X-Bench-Latency-Ms``)
   ``--chunks``          content chunks per stream; 0: one per word, like the mock
-                                                     (``X-Bench-Chunks``)
-  ``--chunk-delay-ms``  pause between stream chunks  (``X-Bench-Chunk-Delay-Ms``)
+                                                     (``chunks=``, ``X-Bench-Chunks``)
+  ``--chunk-delay-ms``  pause between stream chunks  (``delay_ms=``, ``X-Bench-Chunk-Delay-Ms``)
 
 The HTTP side is ``bench.upstream_server``: a raw asyncio protocol that writes each answer's
 precomputed bytes (a plain answer in one write, a stream one HTTP chunk per event).
@@ -50,6 +51,30 @@ class Knobs:
     latency: float = 0.0  # seconds before the answer starts
     chunks: int = 0  # content chunks per stream; 0: as the mock provider answers
     chunk_delay: float = 0.0  # seconds between stream chunks
+
+
+KNOBS_PREFIX = "bench-knobs "
+
+
+def with_knobs(body: bytes, *, chunks: int, chunk_delay_ms: float = 0.0,
+               latency_ms: float = 0.0) -> bytes:  # fmt: skip
+    """``body`` carrying per-request knobs in its ``user`` field (forwarded by any proxy)."""
+    knobs = f"{KNOBS_PREFIX}chunks={chunks} delay_ms={chunk_delay_ms} latency_ms={latency_ms}"
+    return orjson.dumps({**orjson.loads(body), "user": knobs})
+
+
+def body_knobs(body: bytes, defaults: Knobs) -> Knobs:
+    """The knobs ``with_knobs`` put in ``body``; ``defaults`` when there are none."""
+    try:
+        user = orjson.loads(body).get("user")
+    except (orjson.JSONDecodeError, AttributeError):
+        return defaults
+    if not isinstance(user, str) or not user.startswith(KNOBS_PREFIX):
+        return defaults
+    given = dict(part.split("=", 1) for part in user[len(KNOBS_PREFIX):].split())
+    return Knobs(latency=float(given.get("latency_ms", 0)) / 1000.0,
+                 chunks=int(given.get("chunks", defaults.chunks)),
+                 chunk_delay=float(given.get("delay_ms", 0)) / 1000.0)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +133,7 @@ class Upstream:
         self._defaults = defaults
         self._counter = counter
         self._shapes: dict[tuple[str, bytes, int], Prepared] = {}
+        self._body_knobs: dict[bytes, Knobs] = {}  # read once per distinct body
 
     def respond(
         self, method: bytes, path: bytes, body: bytes, given: dict[bytes, bytes] | None
@@ -116,7 +142,7 @@ class Upstream:
         if path.startswith(b"/v1/"):
             if method != b"POST":
                 return ONLY_POST, 0.0, 0.0
-            knobs = self._defaults if given is None else self.knobs(given)
+            knobs = self.knobs(given) if given is not None else self._knobs_of(body)
             prepared = self.prepare(path[3:].decode(errors="replace"), body, knobs.chunks)
             return prepared.wire, knobs.latency, knobs.chunk_delay
         if path == b"/healthz":
@@ -124,6 +150,14 @@ class Upstream:
                 return HEALTHZ, 0.0, 0.0
             return (HEALTHZ_HEAD if method == b"HEAD" else ONLY_GET), 0.0, 0.0
         return NOT_FOUND, 0.0, 0.0
+
+    def _knobs_of(self, body: bytes) -> Knobs:
+        knobs = self._body_knobs.get(body)
+        if knobs is None:
+            if len(self._body_knobs) >= MAX_SHAPES:
+                self._body_knobs.clear()
+            knobs = self._body_knobs[body] = body_knobs(body, self._defaults)
+        return knobs
 
     def knobs(self, given: dict[bytes, bytes]) -> Knobs:
         d = self._defaults
