@@ -13,7 +13,8 @@ k     the API key's id            p   its project          m   the model billed
 u     usage: ``input,output,cache_read,cache_write,cache_write_1h,reasoning,images,audio_ms``
       then ``;`` and the image variant (empty when none)
 x     admission facts: ``endpoint|stream|price_version|price_effective_from|created_ms|hold``
-y     outcome: ``status|usage_source|http_status|finished_ms|anomalies|shortfall``
+y     outcome: ``status|usage_source|http_status|finished_ms|anomalies|shortfall``; a record's
+      shortfall adds what a ``cost_capped`` anomaly cut (a cost above a wallet's 2^53 units)
       (``anomalies``: a JSON list, empty when none; entries written before it existed have
       five parts)
 a     the amount charged (integer nanodollars)
@@ -28,6 +29,7 @@ stream node and each entry costs only its values (``bench/`` measures the bytes)
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -88,6 +90,16 @@ def _outcome(packed: str) -> tuple[str, str, str, str, list[Any], str]:
     return status, source, http, finished, anomalies, shortfall
 
 
+def _cut_by_cap(anomalies: list[Any]) -> int:
+    """What a ``cost_capped`` anomaly cut (the settle's own shortfall is a strict wallet's)."""
+    cut = 0
+    for odd in anomalies:
+        if isinstance(odd, dict) and odd.get("kind") == "cost_capped":
+            with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                cut += int(orjson.loads(odd["detail"])["cut"])
+    return cut
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -137,7 +149,8 @@ class ChargeEntry:
             endpoint=endpoint, stream=stream == "1", price_version=version,
             price_effective_from=effective, created_ms=_int(created), hold=_int(hold),
             status=status, usage_source=source, http_status=_int(http),
-            finished_ms=_int(finished), anomalies=anomalies, shortfall=_int(shortfall),
+            finished_ms=_int(finished), anomalies=anomalies,
+            shortfall=_int(shortfall) + _cut_by_cap(anomalies),
             amount=_int(f.get("a", "0")),
             split=(split[0], split[1], split[2]), balance=_int(f.get("b", "0")),
         )  # fmt: skip

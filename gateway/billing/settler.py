@@ -167,7 +167,8 @@ class Settler:
         whose anomalies are counted and logged (a stream's progress lines are not)."""
         cost = compute_cost(usage, call.price) if usage is not None else 0
         if cost > MAX_UNITS and final:  # usage checks make this all but unreachable
-            call.anomalies.append(anomaly("cost_capped", {"cost": str(cost)}))
+            call.anomalies.append(anomaly("cost_capped", {"cost": str(cost),
+                                                          "cut": str(cost - MAX_UNITS)}))
             self._metrics.shortfall.inc((cost - MAX_UNITS) / 1e9)
         cost = min(cost, MAX_UNITS)
         if call.anomalies and final:

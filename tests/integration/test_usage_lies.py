@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from pricing import parse_usd
-from tests.integration.conftest import Gateway
+from gateway.app import PRICING as PRICING_KEY
+from pricing import format_usd, parse_pricing, parse_usd
+from tests.integration.conftest import PRICING, Gateway
 from tests.support.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.redis_cluster_too
@@ -114,3 +115,25 @@ async def test_an_unreadable_stream_usage_is_estimated_and_recorded(
     assert status == 200 and rec["usage_source"] == "estimated", rec
     assert [a["kind"] for a in rec["anomalies"]] == ["unreadable_usage"], rec
     assert str(next(iter(lie.values()))) in rec["anomalies"][0]["detail"]
+
+
+async def test_a_cost_cut_at_the_wallet_cap_is_the_records_shortfall(
+    make_gateway: Any, upstream: FakeUpstream
+) -> None:
+    """A price no real model has, a count the checks accept: 10^8 input tokens at $10^9 per
+    million is 10^20 nanodollars, above 2^53. The charge is cut to the cap; today that left
+    only a log line, now the cut is the record's shortfall and an anomaly."""
+    gw = await make_gateway()
+    assert gw.app is not None
+    gw.app[PRICING_KEY].replace(parse_pricing(
+        PRICING + "  gpt-gold: {input: 1000000000, output: 1, max_output_tokens: 1}\n",
+        source="test"))  # fmt: skip
+    _, key = await gw.account(topup="1.00", hold_policy="postpaid")
+    upstream.usage_override = {"prompt_tokens": 100_000_000, "completion_tokens": 1}
+    status, rec, _ = await chat(gw, key, model="gpt-gold", max_tokens=1)
+    assert status == 200, rec
+    cap = 2**53 - 1
+    assert rec["cost"] == format_usd(cap), rec
+    cost = 10**8 * 10**12 + 1 * 10**3  # nanodollars a token: 10^12 in, 10^3 out
+    assert rec["shortfall"] == format_usd(cost - cap), rec
+    assert [a["kind"] for a in rec["anomalies"]] == ["cost_capped"], rec
