@@ -10,6 +10,8 @@ always OpenAI-shaped: ``{"error": {"message", "type", "code", "param"}}``.
     ├── InvalidApiKey           401 invalid_api_key
     ├── AdminUnauthorized       401 invalid_admin_token
     ├── InsufficientBalance     403 insufficient_balance
+    ├── AccountSuspended        403 account_suspended     (nothing forwarded)
+    ├── AccountClosed           403 account_closed
     ├── ModelNotAllowed         403 model_not_allowed     (the key's allow-list)
     ├── RequestTimeout          408 request_timeout       (a body that never finishes)
     ├── Conflict                409 conflict
@@ -85,6 +87,18 @@ class InsufficientBalance(GatewayError):
     status = 403
     type = "insufficient_quota"
     code = "insufficient_balance"
+
+
+class AccountSuspended(GatewayError):
+    status = 403
+    type = "invalid_request_error"
+    code = "account_suspended"
+
+
+class AccountClosed(GatewayError):
+    status = 403
+    type = "invalid_request_error"
+    code = "account_closed"
 
 
 class ModelNotAllowed(GatewayError):

@@ -21,6 +21,9 @@ from gateway.store.keys import AccountKeys, accounts_index, api_key_by_hash, api
 
 KEY_PREFIX = "tg-"
 HOLD_POLICIES = ("strict", "postpaid")
+# An account's life: active <-> suspended (keys refused, everything kept), then closed for good
+# (keys refused, the ledger and wallet kept for the record).
+STATUSES = ("active", "suspended", "closed")
 
 
 def hash_key(secret: str) -> str:
@@ -41,6 +44,10 @@ class ApiKey:
     tpm: int
     created_at: str
     models: tuple[str, ...] | None = None  # allow-list of model globs; None: any model
+    expires_at: int = 0  # unix seconds; 0: never
+
+    def expired(self, now: float) -> bool:
+        return 0 < self.expires_at <= now
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -52,6 +59,7 @@ class ApiKey:
             "tpm": self.tpm or None,
             "models": list(self.models) if self.models is not None else None,
             "created_at": self.created_at,
+            "expires_at": _iso(self.expires_at) if self.expires_at else None,
         }
 
 
@@ -64,12 +72,14 @@ class Account:
     rpm: int
     tpm: int
     created_at: str
+    status: str = "active"
 
     def to_json(self) -> dict[str, object]:
         return {
             "id": self.id,
             "name": self.name,
             "plan": self.plan,
+            "status": self.status,
             "hold_policy": self.hold_policy,
             "rpm": self.rpm or None,
             "tpm": self.tpm or None,
@@ -78,7 +88,11 @@ class Account:
 
 
 def _now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return _iso(time.time())
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
@@ -97,6 +111,7 @@ def _account(account_id: str, f: Mapping[str, str]) -> Account:
         rpm=int(f.get("rpm", "0")),
         tpm=int(f.get("tpm", "0")),
         created_at=f.get("created_at", ""),
+        status=f.get("status", "active"),
     )
 
 
@@ -143,6 +158,24 @@ class Directory:
             await self._redis.hset(AccountKeys(account_id).profile, mapping=dict(fields))
         return await self.get_account(account_id)
 
+    async def find_accounts(
+        self, *, search: str = "", after: str = "", limit: int = 100
+    ) -> tuple[list[Account], str | None]:
+        """A page of accounts in id order after ``after``, whose name or id contains ``search``
+        (case-insensitive); and the cursor of the next page (None: this was the last)."""
+        needle = search.casefold()
+        page: list[Account] = []
+        for account_id in await self.account_ids():
+            if account_id <= after:
+                continue
+            account = await self.get_account(account_id)
+            if needle and needle not in account.name.casefold() and needle not in account_id:
+                continue
+            if len(page) == limit:
+                return page, page[-1].id
+            page.append(account)
+        return page, None
+
     async def account_ids(self) -> list[str]:
         return sorted(
             m.decode() if isinstance(m, bytes) else m
@@ -158,6 +191,7 @@ class Directory:
         rpm: int,
         tpm: int,
         models: tuple[str, ...] | None = None,
+        expires_at: int = 0,
     ) -> tuple[ApiKey, str]:
         """Returns the key and its secret; the secret is not stored."""
         await self.get_account(account_id)
@@ -172,6 +206,7 @@ class Directory:
             tpm=tpm,
             created_at=_now_iso(),
             models=models,
+            expires_at=expires_at,
         )
         record = {
             "id": key.id,
@@ -184,6 +219,8 @@ class Directory:
         }
         if models is not None:
             record["models"] = orjson.dumps(list(models)).decode()
+        if expires_at:
+            record["expires_at"] = str(expires_at)
         await self._redis.hset(api_key_by_hash(digest), mapping=record)
         await self._redis.set(api_key_by_id(key.id), digest)
         await self._redis.sadd(AccountKeys(account_id).api_keys, key.id)
@@ -216,6 +253,7 @@ class Directory:
             tpm=int(f.get("tpm", "0")),
             created_at=f.get("created_at", ""),
             models=_models(f.get("models")),
+            expires_at=int(f.get("expires_at", "0") or 0),
         )
 
     async def revoke_key(self, key_id: str) -> None:

@@ -7,13 +7,15 @@ import hashlib
 import hmac
 import io
 import re
+import time
+from datetime import datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway import errors
-from gateway.billing.accounts import HOLD_POLICIES, Directory
+from gateway.billing.accounts import HOLD_POLICIES, STATUSES, Directory
 from gateway.billing.feed import read_feed
 from gateway.billing.ledger import export_json
 from gateway.billing.wallet import Wallet
@@ -27,7 +29,7 @@ from gateway.edge.httpjson import (
 )
 from pricing import parse_usd
 
-ACCOUNT_FIELDS = {"name", "plan", "hold_policy", "rpm", "tpm"}
+ACCOUNT_FIELDS = {"name", "plan", "hold_policy", "rpm", "tpm", "status"}
 LEDGER_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # ASCII: Python's \d is any digit
 LAST_STREAM_ID = 2**64 - 1  # each half of a Redis stream id is an unsigned 64-bit integer
 TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note")
@@ -99,6 +101,12 @@ class Admin:
         for name in ("rpm", "tpm"):
             if name in body:
                 fields[name] = str(limit_field(body, name))
+        if "status" in body:
+            if body["status"] not in STATUSES:
+                raise errors.InvalidRequest(
+                    f"'status' must be one of {', '.join(STATUSES)}.", param="status"
+                )
+            fields["status"] = body["status"]
         return fields
 
     async def create_account(self, request: web.Request) -> web.Response:
@@ -108,11 +116,15 @@ class Admin:
         return json_response(account.to_json(), status=201)
 
     async def list_accounts(self, request: web.Request) -> web.Response:
+        """A page of accounts (``limit``, default 100), in id order after the cursor ``after``,
+        whose name or id contains ``search``; ``next`` is the cursor of the next page."""
         self.check(request)
-        ids = await self._directory.account_ids()
-        return json_response(
-            {"data": [(await self._directory.get_account(i)).to_json() for i in ids]}
+        query = request.query
+        limit = query_limit(query.get("limit", "100"), 1000)
+        page, after = await self._directory.find_accounts(
+            search=query.get("search", "")[:200], after=query.get("after", "")[:100], limit=limit
         )
+        return json_response({"data": [a.to_json() for a in page], "next": after})
 
     async def get_account(self, request: web.Request) -> web.Response:
         self.check(request)
@@ -123,6 +135,10 @@ class Admin:
         self.check(request)
         account_id = request.match_info["id"]
         fields = self._account_fields(await json_object(request), creating=False)
+        current = await self._directory.get_account(account_id)
+        if current.status == "closed" and fields.get("status", "closed") != "closed":
+            raise errors.Conflict("This account is closed for good; it cannot be reopened.",
+                                  param="status")  # fmt: skip
         account = await self._directory.update_account(account_id, fields)
         self._auth.forget(account_id=account_id)
         return json_response(account.to_json())
@@ -139,6 +155,7 @@ class Admin:
             rpm=limit_field(body, "rpm"),
             tpm=limit_field(body, "tpm"),
             models=models_field(body, "models"),
+            expires_at=expiry_field(body, "expires_at"),
         )
         return json_response({**key.to_json(), "key": secret}, status=201)
 
@@ -194,14 +211,7 @@ class Admin:
         self.check(request)
         account_id = request.match_info["id"]
         await self._directory.get_account(account_id)
-        try:
-            limit = int(request.query.get("limit", "100"))
-        except ValueError:
-            limit = -1
-        if not 1 <= limit <= 10_000:
-            raise errors.InvalidRequest(
-                "'limit' must be an integer from 1 to 10000.", param="limit"
-            )
+        limit = query_limit(request.query.get("limit", "100"), 10_000)
         rows = [t.to_json() for t in await self._wallet.transactions(account_id, limit=limit)]
         if request.query.get("format") == "csv":
             out = io.StringIO()
@@ -227,6 +237,38 @@ class Admin:
         rows = await read_feed(self._redis, after, limit)
         body = b"".join(orjson.dumps(export_json(*row)) + b"\n" for row in rows)
         return web.Response(body=body, content_type="application/x-ndjson")
+
+
+def query_limit(text: str, most: int) -> int:
+    """``limit`` from a query string: an integer from 1 to ``most``, else 400."""
+    try:
+        limit = int(text) if text.isascii() and text.isdigit() else -1
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= most:
+        raise errors.InvalidRequest(f"'limit' must be an integer from 1 to {most}.",
+                                    param="limit")  # fmt: skip
+    return limit
+
+
+def expiry_field(body: dict[str, Any], name: str) -> int:
+    """An expiry: an RFC 3339 time in the future (``2027-01-31T00:00:00Z``), or null/absent
+    for never; as unix seconds (0: never)."""
+    value = body.get(name)
+    if value is None:
+        return 0
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise errors.InvalidRequest(
+            f"'{name}' must be an RFC 3339 time with a zone (e.g. 2027-01-31T00:00:00Z), or "
+            "null.", param=name)  # fmt: skip
+    seconds = int(when.timestamp())
+    if seconds <= time.time():
+        raise errors.InvalidRequest(f"'{name}' must be in the future.", param=name)
+    return seconds
 
 
 def is_ledger_cursor(text: str) -> bool:

@@ -29,6 +29,14 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
+def _unexpired(caller: Caller) -> Caller:
+    if caller.key.expired(time.time()):
+        raise errors.InvalidApiKey(
+            f"This API key expired at {caller.key.to_json()['expires_at']}; ask for a new one."
+        )
+    return caller
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     key: ApiKey
@@ -55,7 +63,7 @@ class Authenticator:
             )
         hit = self._cache.get(secret)  # keyed by the secret: no hash on the hot path
         if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+            return _unexpired(hit[1])
         lookup = self._lookups.get(secret)
         if lookup is None:
             # A task of its own: a caller that goes away does not cancel the others' lookup.
@@ -65,7 +73,7 @@ class Authenticator:
         caller = await asyncio.shield(lookup)
         if caller is None:
             raise errors.InvalidApiKey("Incorrect API key provided.")
-        return caller
+        return _unexpired(caller)
 
     async def _look_up(self, secret: str) -> Caller | None:
         forgets = self._forgets

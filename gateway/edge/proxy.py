@@ -142,6 +142,7 @@ class Proxy:
     def _prepare(
         self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str, request_id: str
     ) -> Call:
+        check_active(caller)
         req = endpoint.parse(body, content_type)
         check_allowed(req.model, caller.key.models)
         table = self._pricing.table
@@ -344,6 +345,17 @@ class Proxy:
         if settling.certain and admission is not None:
             return settling.cost, admission.available + admission.hold - settling.cost
         return await asyncio.shield(settling.task)
+
+
+def check_active(caller: Caller) -> None:
+    """Refuse (403) a suspended or closed account's traffic before anything is read or held."""
+    status = caller.account.status
+    if status == "suspended":
+        raise errors.AccountSuspended(
+            "This account is suspended: no request is forwarded until it is resumed. Contact "
+            "the operator of this gateway.")  # fmt: skip
+    if status == "closed":
+        raise errors.AccountClosed("This account is closed; it takes no more requests.")
 
 
 def route_path(request: web.Request) -> str:
