@@ -22,6 +22,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.billing.lua_scripts import all_sources
+from gateway.cli import operator
 from gateway.cli.pricing import add_pricing_parser, run_pricing
 from gateway.edge import http_server
 from gateway.observability.logs import configure_logging
@@ -38,7 +39,10 @@ DEFAULT_CONFIG = "config/gateway.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tollgate", description="Metering gateway for AI APIs.")
+    parser = argparse.ArgumentParser(
+        prog="tollgate", description="Metering gateway for AI APIs.",
+        epilog="Operator commands (clients of the admin API): " + ", ".join(operator.COMMANDS)
+        + "; e.g. tollgate accounts --help.")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", default=DEFAULT_CONFIG, help="gateway YAML file")
@@ -51,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in operator.COMMANDS:  # clients of the admin API (gateway.cli.operator)
+        return operator.run(argv)
     args = build_parser().parse_args(argv)
     if args.command == "pricing":
         return run_pricing(args)
