@@ -140,9 +140,11 @@ def redis_client(settings: Settings) -> Any:
 
 
 async def _admin_token(settings: Settings) -> str:
-    """SHA-256 of the admin token: the configured one, or one made (and shown) once."""
-    if settings.admin_token:
-        return hashlib.sha256(settings.admin_token.encode()).hexdigest()
+    """SHA-256 of the configured admin tokens (comma-separated), or "" after making (and
+    showing) one the first time: generated and rotated tokens are read from Redis."""
+    if settings.admin_token:  # several, comma-separated, while clients move to a new one
+        tokens = [t.strip() for t in settings.admin_token.split(",") if t.strip()]
+        return ",".join(hashlib.sha256(t.encode()).hexdigest() for t in tokens)
     assert settings.redis_url is not None
     client = redis_client(settings)
     try:
@@ -154,14 +156,13 @@ async def _admin_token(settings: Settings) -> str:
             saved.write_text(token + "\n")
             saved.chmod(0o600)
             print(f"Admin token (shown once, also saved to {saved}): {token}", flush=True)
-            return digest
-        stored: str = await client.get(admin_token_hash())
+            return ""  # none configured: the gateway reads the generated (and rotated) ones
         print(
             "Admin token: generated on first start (see admin_token in the data directory, "
             "or set TOLLGATE_ADMIN_TOKEN).",
             flush=True,
         )
-        return stored
+        return ""
     finally:
         await client.aclose()
 

@@ -4,6 +4,7 @@
     tollgate keys create|list|revoke ...
     tollgate topup ACCOUNT AMOUNT --order-id ID      tollgate refund ACCOUNT AMOUNT --order-id ID
     tollgate wallet ACCOUNT                          tollgate transactions ACCOUNT [--csv]
+    tollgate admin-token rotate [--grace SECONDS]
 
 Each prints a table, or JSON with ``--json``; a failure is one line on stderr and exit code 1
 (2 for a usage mistake). Arguments are parsed by click, tables drawn by rich.
@@ -25,7 +26,7 @@ from rich.table import Table
 
 from gateway.cli.admin_client import DEFAULT_URL, AdminClient, AdminError, find_token
 
-COMMANDS = ("accounts", "keys", "topup", "refund", "wallet", "transactions")
+COMMANDS = ("accounts", "keys", "topup", "refund", "wallet", "transactions", "admin-token")
 ACCOUNT_COLUMNS = ("id", "name", "plan", "status", "hold_policy", "rpm", "tpm", "created_at")
 KEY_COLUMNS = ("id", "project", "name", "rpm", "tpm", "models", "expires_at", "created_at")
 TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note")
@@ -232,6 +233,20 @@ def transactions(client: AdminClient, out: Out, account: str, as_csv: bool, limi
         sys.stdout.write(client.call("GET", path, query={"format": "csv", "limit": limit}))
         return
     out.rows(client.call("GET", path, query={"limit": limit})["data"], TXN_COLUMNS)
+
+
+@cli.group("admin-token")
+def admin_token() -> None:
+    """Rotate the admin token without downtime."""
+
+
+@admin_token.command("rotate")
+@click.option("--grace", type=click.IntRange(0, 30 * 86400), default=3600, show_default=True,
+              help="seconds the token used for this call keeps working")
+@admin_command
+def admin_token_rotate(client: AdminClient, out: Out, grace: int) -> None:
+    """Make a new admin token (printed once); the current one ends after --grace seconds."""
+    out.record(client.call("POST", "/admin/tokens/rotate", {"grace_seconds": grace}))
 
 
 def _present(**fields: Any) -> dict[str, Any]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import io
 import re
 import time
@@ -19,6 +17,7 @@ from gateway.billing.accounts import HOLD_POLICIES, STATUSES, Directory
 from gateway.billing.feed import read_feed
 from gateway.billing.ledger import export_json
 from gateway.billing.wallet import Wallet
+from gateway.edge.admin_tokens import AdminTokens
 from gateway.edge.auth import Authenticator
 from gateway.edge.httpjson import (
     json_object,
@@ -49,7 +48,8 @@ class Admin:
         self._directory = directory
         self._wallet = wallet
         self._auth = auth
-        self._token_sha256 = token_sha256
+        # Configured digests, comma-separated (several while clients move to a new token).
+        self.tokens = AdminTokens(token_sha256.split(","), redis)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
@@ -65,16 +65,38 @@ class Admin:
             web.get("/admin/accounts/{id}/wallet", self.wallet),
             web.get("/admin/accounts/{id}/transactions", self.transactions),
             web.get("/admin/ledger", self.ledger),
+            web.post("/admin/tokens/rotate", self.rotate_token),
         ]
 
-    def check(self, request: web.Request) -> None:
+    async def check(self, request: web.Request) -> str:
+        """The caller's admin token, once it is known to be valid (else 401)."""
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
-        digest = hashlib.sha256(token.strip().encode()).hexdigest()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(digest, self._token_sha256):
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or not await self.tokens.valid(token):
             raise errors.AdminUnauthorized(
                 "A valid admin token is required: 'Authorization: Bearer $TOLLGATE_ADMIN_TOKEN'."
             )
+        return token
+
+    async def rotate_token(self, request: web.Request) -> web.Response:
+        """A new admin token; the one that asked keeps working for ``grace_seconds`` (default
+        3600, at most 30 days) so that its clients can move without downtime."""
+        current = await self.check(request)
+        body = await json_object(request)
+        grace = body.get("grace_seconds", 3600)
+        if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 30 * 86400:
+            raise errors.InvalidRequest(
+                "'grace_seconds' must be an integer from 0 to 2592000 (30 days).",
+                param="grace_seconds")  # fmt: skip
+        token, ends = await self.tokens.rotate(current, grace)
+        return json_response({
+            "token": token,
+            "previous_valid_until": _iso_ms(ends) if ends is not None else None,
+            "note": "The token used for this call stays valid until it ends"
+            if ends is not None else "The token used for this call is configured "
+            "(TOLLGATE_ADMIN_TOKEN): it stays valid until the configuration drops it.",
+        }, status=201)  # fmt: skip
 
     # -- accounts ----------------------------------------------------------------------------
 
@@ -110,7 +132,7 @@ class Admin:
         return fields
 
     async def create_account(self, request: web.Request) -> web.Response:
-        self.check(request)
+        await self.check(request)
         fields = self._account_fields(await json_object(request), creating=True)
         account = await self._directory.create_account(fields)
         return json_response(account.to_json(), status=201)
@@ -118,7 +140,7 @@ class Admin:
     async def list_accounts(self, request: web.Request) -> web.Response:
         """A page of accounts (``limit``, default 100), in id order after the cursor ``after``,
         whose name or id contains ``search``; ``next`` is the cursor of the next page."""
-        self.check(request)
+        await self.check(request)
         query = request.query
         limit = query_limit(query.get("limit", "100"), 1000)
         page, after = await self._directory.find_accounts(
@@ -127,12 +149,12 @@ class Admin:
         return json_response({"data": [a.to_json() for a in page], "next": after})
 
     async def get_account(self, request: web.Request) -> web.Response:
-        self.check(request)
+        await self.check(request)
         account = await self._directory.get_account(request.match_info["id"])
         return json_response(account.to_json())
 
     async def patch_account(self, request: web.Request) -> web.Response:
-        self.check(request)
+        await self.check(request)
         account_id = request.match_info["id"]
         fields = self._account_fields(await json_object(request), creating=False)
         current = await self._directory.get_account(account_id)
@@ -146,7 +168,7 @@ class Admin:
     # -- keys ----------------------------------------------------------------------------------
 
     async def create_key(self, request: web.Request) -> web.Response:
-        self.check(request)
+        await self.check(request)
         body = await json_object(request)
         key, secret = await self._directory.create_key(
             request.match_info["id"],
@@ -160,12 +182,12 @@ class Admin:
         return json_response({**key.to_json(), "key": secret}, status=201)
 
     async def list_keys(self, request: web.Request) -> web.Response:
-        self.check(request)
+        await self.check(request)
         keys = await self._directory.list_keys(request.match_info["id"])
         return json_response({"data": [k.to_json() for k in keys]})
 
     async def delete_key(self, request: web.Request) -> web.Response:
-        self.check(request)
+        await self.check(request)
         key_id = request.match_info["key_id"]
         await self._directory.revoke_key(key_id)
         self._auth.forget(key_id=key_id)
@@ -174,7 +196,7 @@ class Admin:
     # -- money -----------------------------------------------------------------------------
 
     async def _move(self, request: web.Request, kind: str) -> web.Response:
-        self.check(request)
+        await self.check(request)
         account_id = request.match_info["id"]
         await self._directory.get_account(account_id)
         body = await json_object(request)
@@ -202,13 +224,13 @@ class Admin:
         return await self._move(request, "refund")
 
     async def wallet(self, request: web.Request) -> web.Response:
-        self.check(request)
+        await self.check(request)
         account_id = request.match_info["id"]
         await self._directory.get_account(account_id)
         return json_response((await self._wallet.view(account_id)).to_json())
 
     async def transactions(self, request: web.Request) -> web.Response:
-        self.check(request)
+        await self.check(request)
         account_id = request.match_info["id"]
         await self._directory.get_account(account_id)
         limit = query_limit(request.query.get("limit", "100"), 10_000)
@@ -223,7 +245,7 @@ class Admin:
 
     async def ledger(self, request: web.Request) -> web.Response:
         """Every account's ledger entries in the feed's order, as JSON lines, after a cursor."""
-        self.check(request)
+        await self.check(request)
         after = request.query.get("after", "")
         if after and not is_ledger_cursor(after):
             raise errors.InvalidRequest("'after' must be a cursor from this API.", param="after")
@@ -237,6 +259,10 @@ class Admin:
         rows = await read_feed(self._redis, after, limit)
         body = b"".join(orjson.dumps(export_json(*row)) + b"\n" for row in rows)
         return web.Response(body=body, content_type="application/x-ndjson")
+
+
+def _iso_ms(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 def query_limit(text: str, most: int) -> int:

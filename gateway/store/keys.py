@@ -123,3 +123,8 @@ def api_key_by_id(key_id: str) -> str:
 def admin_token_hash() -> str:
     """String: SHA-256 of the generated admin token."""
     return f"{PREFIX}:admin_token_sha256"
+
+
+def admin_tokens() -> str:
+    """Hash: SHA-256 of a rotated admin token -> when it ends (unix ms; 0: never)."""
+    return f"{PREFIX}:admin_tokens"

@@ -61,7 +61,9 @@ async def test_a_closed_account_takes_no_traffic_keeps_its_ledger_and_stays_clos
     assert status == 400 and body["error"]["param"] == "status"
 
 
-async def test_a_key_stops_working_when_it_expires(gateway: Gateway, upstream: FakeUpstream) -> None:
+async def test_a_key_stops_working_when_it_expires(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
     account, _ = await gateway.account(topup="1.00")
     soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
     status, key = await gateway.admin("POST", f"/admin/accounts/{account}/keys",
