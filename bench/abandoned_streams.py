@@ -35,14 +35,12 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -51,6 +49,8 @@ from aiohttp import web
 from bench import stack
 from gateway.apis.tokens import TokenCounter
 from gateway.upstream.mock import answer
+from tests.support import stalled_client
+from tests.support.stalled_client import StalledClient
 
 RESULTS = Path(__file__).resolve().parent / "results" / "abandoned_streams.md"
 MODEL = "gpt-4o-mini"
@@ -132,51 +132,13 @@ class PaddedUpstream:
         return response
 
 
-@dataclass
-class StalledClient:
-    """A client that asked for a stream, read its headers and reads nothing more."""
-
-    writer: asyncio.StreamWriter
-    headers: dict[str, str]
-
-    @property
-    def request_id(self) -> str:
-        return self.headers["x-request-id"]
-
-    def close(self) -> None:
-        """Hang up without reading what is waiting (the kernel answers with a reset)."""
-        self.writer.transport.abort()
-
-
 async def open_stalled(url: str, key: str, body: dict[str, Any]) -> StalledClient:
-    """POST ``body`` from a socket with a tiny receive buffer, read the answer's headers only."""
-    parts = urlsplit(url)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
-    transport = writer.transport
-    assert isinstance(transport, asyncio.Transport)
-    transport.pause_reading()  # nothing past the headers is read
-    payload = orjson.dumps(body)
-    writer.write(
-        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n".encode()
-        + payload
-    )
-    await writer.drain()
-    transport.resume_reading()
-    head = await reader.readuntil(b"\r\n\r\n")
-    transport.pause_reading()
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    if " 200 " not in status_line + " ":
-        writer.transport.abort()
-        raise RuntimeError(f"stalled client: {status_line}")
-    fields = (line.partition(":") for line in lines if line)
-    headers = {name.strip().lower(): value.strip() for name, _, value in fields}
-    return StalledClient(writer, headers)
+    """A client that asked for a stream, read its headers and reads nothing more."""
+    client = await stalled_client.open_stalled(url, key, body)
+    if client.status != 200:
+        client.close()
+        raise RuntimeError(f"stalled client: answered {client.status}")
+    return client
 
 
 def memory_mb(pid: int) -> tuple[float, float]:

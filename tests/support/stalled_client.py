@@ -1,5 +1,6 @@
 """A client that asks for a stream and then stops reading: a raw socket with a tiny receive
-buffer, so that the gateway's writes to it block once a few megabytes are in flight."""
+buffer, so that the gateway's writes to it block once a few megabytes are in flight. (Also
+used by ``bench/abandoned_streams.py``.)"""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import orjson
 class StalledClient:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    status: int
     headers: dict[str, str]
 
     @property
@@ -34,7 +36,9 @@ async def open_stalled(url: str, key: str, body: dict[str, object]) -> StalledCl
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
     reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
-    writer.transport.pause_reading()  # nothing past the headers is read
+    transport = writer.transport
+    assert isinstance(transport, asyncio.Transport)
+    transport.pause_reading()  # nothing past the headers is read
     payload = orjson.dumps(body)
     writer.write(
         f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
@@ -42,10 +46,10 @@ async def open_stalled(url: str, key: str, body: dict[str, object]) -> StalledCl
         f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload
     )
     await writer.drain()
-    writer.transport.resume_reading()
+    transport.resume_reading()
     head = await reader.readuntil(b"\r\n\r\n")
-    writer.transport.pause_reading()
-    lines = head.decode("latin-1").split("\r\n")[1:]
+    transport.pause_reading()
+    status_line, *lines = head.decode("latin-1").split("\r\n")
     fields = (line.partition(":") for line in lines if line)
     headers = {name.strip().lower(): value.strip() for name, _, value in fields}
-    return StalledClient(reader, writer, headers)
+    return StalledClient(reader, writer, int(status_line.split()[1]), headers)
