@@ -49,12 +49,17 @@ def counter() -> TokenCounter:
     return c
 
 
-@pytest.fixture
-async def upstream(aiohttp_server: Any, counter: TokenCounter) -> FakeUpstream:
+async def start_upstream(aiohttp_server: Any, counter: TokenCounter) -> FakeUpstream:
+    """A fake provider on port 0; ``base_url`` is where a gateway's config points at it."""
     fake = FakeUpstream(counter)
     server = await aiohttp_server(fake.app)
     fake.base_url = f"http://127.0.0.1:{server.port}/v1"  # type: ignore[attr-defined]
     return fake
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any, counter: TokenCounter) -> FakeUpstream:
+    return await start_upstream(aiohttp_server, counter)
 
 
 def make_settings(upstream_url: str, tmp_path: Path, **overrides: Any) -> Settings:

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.apis.tokens import TokenCounter
 from pricing import parse_usd
-from tests.integration.conftest import Gateway, remote
+from tests.integration.conftest import Gateway, remote, start_upstream
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.processes import GatewayProcess
 from tests.support.stalled_client import open_stalled
@@ -30,10 +30,7 @@ CHAT = {"model": "gpt-4o-mini", "max_tokens": 50,
 @pytest.fixture
 async def quiet_upstream(aiohttp_server: Any, counter: TokenCounter) -> FakeUpstream:
     """A second provider that always behaves: the bystander's."""
-    fake = FakeUpstream(counter)
-    server = await aiohttp_server(fake.app)
-    fake.base_url = f"http://127.0.0.1:{server.port}/v1"  # type: ignore[attr-defined]
-    return fake
+    return await start_upstream(aiohttp_server, counter)
 
 
 class Bystander:
