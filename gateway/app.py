@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import io
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -243,7 +244,10 @@ def create_app(
             task.cancel()
         _, stuck = await asyncio.wait(tasks, timeout=5.0)
         for task in stuck:  # a task that swallowed its cancellation must not hang shutdown
-            log.error("background task %r did not stop when cancelled", task.get_name())
+            where = io.StringIO()
+            task.print_stack(file=where)
+            log.error("background task %r did not stop when cancelled:\n%s", task.get_name(),
+                      where.getvalue())  # fmt: skip
         await app[PROXY].drain(seconds=settings.shutdown_timeout)
         journal.close()  # what is still pending stays on disk for the next start
         with contextlib.suppress(TimeoutError):

@@ -37,7 +37,7 @@ from gateway.store.keys import (
     ledger_relay_lock,
 )
 from gateway.store.lease import Lease
-from gateway.store.redis_errors import StoreError
+from gateway.store.redis_errors import StoreError, raise_if_cancelling
 from gateway.store.replies import as_text
 
 log = logging.getLogger(__name__)
@@ -172,11 +172,14 @@ class LedgerRelay:
             except asyncio.CancelledError:
                 raise
             except (NotLeader, StoreError) as exc:
+                raise_if_cancelling(exc)
                 self._leading = False
                 log.warning("ledger relay: %s", exc)
             except Exception as exc:  # Redis away: the next round tries again
+                raise_if_cancelling(exc)
                 self._leading = False
                 log.warning("ledger relay could not run: %s", exc)
+            raise_if_cancelling()
 
     async def close(self) -> None:
         """Send the last marks; give up the lock if this process holds it."""

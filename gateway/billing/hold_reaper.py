@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from gateway.billing.wallet import Wallet
 from gateway.store.keys import accounts_index, reaper_lease
 from gateway.store.lease import Lease
+from gateway.store.redis_errors import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -42,8 +43,11 @@ async def reap_forever(redis: Any, wallet: Wallet, interval: float) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis away: try again next round
+            raise_if_cancelling(exc)
             log.warning("hold reaper could not run: %s", exc)
             continue
+        finally:
+            raise_if_cancelling()  # also after a lease check that swallowed it
         if released:
             log.warning("released %d expired hold(s) of requests whose gateway stopped", released)
 
@@ -61,4 +65,6 @@ async def renew_forever(proxy: Renews, interval: float) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis away: the next round tries again
+            raise_if_cancelling(exc)
             log.warning("could not renew holds of requests in flight: %s", exc)
+        raise_if_cancelling()

@@ -30,7 +30,7 @@ from gateway.billing.wallet import MAX_UNITS, Admission, Limits, Settlement, Wal
 from gateway.edge.auth import Caller
 from gateway.observability.metrics import Metrics
 from gateway.settings import Settings
-from gateway.store.redis_errors import StoreRefused, StoreUnavailable
+from gateway.store.redis_errors import StoreRefused, StoreUnavailable, raise_if_cancelling
 from gateway.upstream.provider import Provider
 from pricing import ModelPrice, Usage, compute_cost, format_usd
 
@@ -315,6 +315,7 @@ class Settler:
                 self._refused(rid, exc)
                 continue
             except Exception as exc:  # StoreUnavailable, or anything unforeseen: try later
+                raise_if_cancelling(exc)
                 log.warning("settle of %s waits for Redis: %s", rid, exc)
                 waiting.add(account)
                 continue
@@ -344,9 +345,11 @@ class Settler:
                 delay = 0.05 if await self.replay_once() else min(max(delay * 2, 0.1), 5.0)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the disk, most likely: keep going, and say so
+            except Exception as exc:  # the disk, most likely: keep going, and say so
+                raise_if_cancelling(exc)
                 log.exception("settle journal upkeep failed; trying again")
                 delay = min(max(delay * 2, 0.1), 5.0)
+            raise_if_cancelling()
 
     def _observe(self, call: Call, usage: Usage, cost: int, http_status: int, source: str) -> None:
         m = self._metrics

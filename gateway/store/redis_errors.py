@@ -20,6 +20,7 @@ some messages); the lean client raises redis-py's ``ResponseError`` with the cod
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from redis import exceptions as rx
@@ -87,3 +88,13 @@ def classify(exc: BaseException) -> StoreError:
             or any(text in message for text in _TRANSIENT_TEXT)):  # fmt: skip
         return StoreUnavailable(message, code or type(exc).__name__)
     return StoreRefused(message, code)
+
+
+def raise_if_cancelling(exc: BaseException | None = None) -> None:
+    """For a background loop, after each round and in its broad ``except``: if its task is
+    being cancelled, end it. A cancellation that lands inside a redis-py command can come back
+    as an error of redis-py's own, or not at all (the client cleans up and returns); the loop
+    would then sleep on with its cancellation consumed, and shutdown wait for it in vain."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
