@@ -183,7 +183,13 @@ def create_app(
     metrics = Metrics(registry, settings.metrics_dir)
     holder = PricingHolder(pricing if pricing is not None else load_pricing(settings.pricing_file))
     metrics.set_pricing_version(holder.table.version)
-    reloader = PricingReloader(settings.pricing_file, holder, metrics)
+
+    def expect_models(table: PriceTable) -> None:  # their series start at 0 (dashboards)
+        served: Any = model_list(table, settings.providers, None)["data"]
+        metrics.expect_models((m["id"], m["owned_by"]) for m in served)
+
+    expect_models(holder.table)
+    reloader = PricingReloader(settings.pricing_file, holder, metrics, on_load=expect_models)
     counter = counter or TokenCounter()
     breaker = Breaker()
     directory = Directory(redis)

@@ -4,17 +4,23 @@ Labels stay low-cardinality: model names come from the price table (unpriced mod
 refused before any label is made), never account or key ids. With several workers each one
 counts in its own process and every worker's /metrics shows the whole server (see
 :mod:`gateway.observability.metrics_share`).
+
+Every series whose labels are known before the first request starts at 0 (a refusal reason,
+a reload result, a Redis op; with :meth:`Metrics.expect_models`, each model the gateway can
+serve): a dashboard shows 0 rather than nothing, and ``increase()`` counts the first event
+(a series born at 1 has no earlier sample to rise from).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
+from gateway import errors
 from gateway.observability.loop_metrics import LoopCounter, LoopGauge, LoopHistogram
 from gateway.observability.metrics_share import SharedMetrics
 from pricing import Usage
@@ -27,6 +33,25 @@ REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05
 # How a gauge's values merge over workers (prometheus-client's multiprocess_mode); "live"
 # modes count live workers only. See gateway.observability.metrics_share.
 GaugeMode = Literal["sum", "livesum", "min", "livemin", "max", "livemax", "all", "liveall"]
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
+REDIS_OPS = ("admit", "settle")  # the scripts timed on the request path
+RELOAD_RESULTS = ("ok", "error")
+# Error codes that never refuse a metered request before it is forwarded: the provider's
+# (after forwarding), the admin API's, and the catch-all.
+NOT_REFUSALS = frozenset({"internal_error", "upstream_error", "upstream_timeout",
+                          "invalid_admin_token", "not_found", "conflict"})  # fmt: skip
+
+
+def refusal_reasons() -> list[str]:
+    """Every ``reason`` of ``tollgate_rejections_total``: the codes of the error tree (rooted
+    in :class:`gateway.errors.GatewayError`, wherever a branch is defined) that can refuse a
+    request before it is forwarded."""
+    codes, todo = set(), [errors.GatewayError]
+    while todo:
+        cls = todo.pop()
+        codes.add(cls.code)
+        todo.extend(cls.__subclasses__())
+    return sorted(codes - NOT_REFUSALS)
 
 
 class Metrics:
@@ -98,6 +123,12 @@ class Metrics:
                                  "kind (the request's record lists each).", ["kind"],
                                  registry=r)  # fmt: skip
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        for reason in refusal_reasons():
+            self.rejections.labels(reason)
+        for result in RELOAD_RESULTS:
+            self.pricing_reloads.labels(result)
+        for op in REDIS_OPS:
+            self.child(self.redis, op)
         self.shared = SharedMetrics(registry, shared_dir, self.gauge_modes) if shared_dir else None
 
     def _gauge(self, name: str, doc: str, mode: GaugeMode, labels: Sequence[str] = ()) -> Gauge:
@@ -121,6 +152,18 @@ class Metrics:
     def set_pricing_version(self, version: str) -> None:
         self.pricing_info.clear()
         self.pricing_info.labels(version).set(1)
+
+    def expect_models(self, routes: Iterable[tuple[str, str]]) -> None:
+        """Start the series of each ``(model, provider)`` at 0: requests answered 200, tokens
+        of every type, cost, and the provider's latency. ``routes``: the priced models some
+        provider serves (as ``GET /v1/models`` lists them), at start and after a reload;
+        the price table bounds how many there are."""
+        for model, provider in routes:
+            self.child(self.requests, model, provider, "200")
+            for kind in TOKEN_TYPES:
+                self.child(self.tokens, model, kind)
+            self.child(self.cost, model)
+            self.child(self.upstream, provider)
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached: labels() costs microseconds on every request."""

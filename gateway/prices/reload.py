@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.observability.metrics import Metrics
 from gateway.prices.holder import PricingHolder
 from gateway.prices.loading import load_pricing
-from pricing import PricingError
+from pricing import PriceTable, PricingError
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,14 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 class PricingReloader:
-    def __init__(self, path: Path, holder: PricingHolder, metrics: Metrics) -> None:
+    def __init__(
+        self, path: Path, holder: PricingHolder, metrics: Metrics,
+        on_load: Callable[[PriceTable], None] | None = None,
+    ) -> None:  # fmt: skip
         self.path = path
         self.holder = holder
         self.metrics = metrics
+        self._on_load = on_load  # told of each table put in force
         self._stamp = _stamp(path)
         self.wake = asyncio.Event()
 
@@ -53,6 +58,8 @@ class PricingReloader:
         self.metrics.pricing_reloads.labels("ok").inc()
         self.metrics.pricing_reload_ok.set(1)
         self.metrics.set_pricing_version(table.version)
+        if self._on_load is not None:
+            self._on_load(table)
         if changed:
             log.warning("pricing reloaded: version %s, %d models", table.version,
                         len(table.models))  # fmt: skip

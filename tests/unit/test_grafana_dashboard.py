@@ -59,6 +59,14 @@ def test_it_is_an_importable_dashboard(dashboard: dict[str, Any]) -> None:
     assert len(ids) == len(set(ids))
 
 
+def test_it_finds_its_prometheus_when_provisioned_too(dashboard: dict[str, Any]) -> None:
+    # An import fills ${DS_PROMETHEUS} from __inputs; a provisioned file (compose.yaml) is not
+    # imported, so a datasource variable of that name resolves it to the default Prometheus.
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    assert variables["DS_PROMETHEUS"]["query"] == "prometheus"
+
+
 def test_every_panel_queries_a_tollgate_metric(dashboard: dict[str, Any]) -> None:
     assert dashboard["panels"]
     for panel in dashboard["panels"]:
