@@ -6,6 +6,7 @@ always OpenAI-shaped: ``{"error": {"message", "type", "code", "param"}}``.
     GatewayError
     ├── InvalidRequest          400 invalid_request
     │   ├── ModelNotPriced      400 model_not_priced
+    │   ├── ProviderNotConfigured 400 provider_not_configured (no API key for its provider)
     │   └── NotFound            404 not_found
     ├── InvalidApiKey           401 invalid_api_key
     ├── AdminUnauthorized       401 invalid_admin_token
@@ -64,6 +65,14 @@ class InvalidRequest(GatewayError):
 
 class ModelNotPriced(InvalidRequest):
     code = "model_not_priced"
+
+
+class ProviderNotConfigured(InvalidRequest):
+    """The model's provider has no API key on this gateway. Refused before anything is held or
+    forwarded (it would only come back as the provider's 401, or a network error); a 400 like
+    ``model_not_priced``, since retrying cannot help until the operator sets the key."""
+
+    code = "provider_not_configured"
 
 
 class NotFound(InvalidRequest):

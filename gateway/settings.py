@@ -1,7 +1,8 @@
 """Gateway configuration: one YAML file, validated into frozen dataclasses.
 
 Every problem is reported as one line naming the file, the field and what is wrong, so a bad
-deploy fails at start-up with something an operator can act on.
+deploy fails at start-up with something an operator can act on. What needs the pricing file
+too (aliases, routes, Anthropic cache prices) is checked by ``gateway.cli.config_check``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from pricing.exact_yaml import DuplicateKeyError, UniqueKeyLoader
+
 PROVIDER_KINDS = ("openai", "anthropic", "mock")
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -23,7 +26,7 @@ DEFAULT_BASE_URLS = {
 
 
 class ConfigError(ValueError):
-    """A configuration problem, already phrased as ``<file>: <field>: <problem>``."""
+    """Configuration problems, each one line phrased as ``<file>: <field>: <problem>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,16 @@ class ProviderConfig:
     base_url: str
     models: tuple[str, ...]
     api_key: str | None = field(default=None, repr=False)
+    api_key_env: str | None = None  # the variable the key was to come from (named in errors)
+
+    def missing_key(self) -> str | None:
+        """What this provider lacks to authenticate upstream, as a phrase naming the setting;
+        None when nothing is missing (a key is set, or the built-in mock needs none)."""
+        if self.kind == "mock" or self.api_key:
+            return None
+        if self.api_key_env:
+            return f"the environment variable {self.api_key_env} (api_key_env) is not set"
+        return "it has neither api_key nor api_key_env"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +135,9 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str]) -> Setti
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # safe_load, refusing duplicate keys
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{source}: {exc.describe(text)}") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
@@ -239,23 +254,29 @@ def parse_settings(
 
 
 def _check_consistent(settings: Settings, f: _Fields) -> None:
-    """Settings that are each fine but contradict each other."""
-    if settings.record_ttl < settings.hold_ttl:
-        raise f.fail(
-            "record_ttl",
-            f"must be at least hold_ttl ({settings.hold_ttl:g} s): a "
-            "released request's tombstone must outlive an admission still in flight",
-        )
-    if settings.record_ttl > settings.ledger_retention:
-        raise f.fail(
-            "record_ttl",
-            f"must not exceed ledger_retention "
-            f"({settings.ledger_retention} s): a request's marker points into the ledger",
-        )
-    if settings.first_byte_timeout > settings.total_timeout:
-        raise f.fail(
-            "first_byte_timeout", f"must not exceed total_timeout ({settings.total_timeout:g} s)"
-        )
+    """Settings that are each fine but contradict each other: all of them, one line each.
+
+    The upstream timeouts all count from when a request starts (``gateway.upstream.http1``),
+    so one longer than ``total_timeout`` could never fire. A client that stops reading a stream
+    is only cut after ``client_write_timeout``, and no upstream timeout runs while the relay
+    waits on it, so a longer one would let a stalled client hold a stream (its hold and its
+    upstream connection) past the limit of a whole answer.
+    """
+    s, problems = settings, []
+    if s.record_ttl < s.hold_ttl:
+        problems.append(f.fail("record_ttl", f"must be at least hold_ttl ({s.hold_ttl:g} s): a "
+                               "released request's tombstone must outlive an admission still "
+                               "in flight"))  # fmt: skip
+    if s.record_ttl > s.ledger_retention:
+        problems.append(f.fail("record_ttl", f"must not exceed ledger_retention "
+                               f"({s.ledger_retention} s): a request's marker points into the "
+                               "ledger"))  # fmt: skip
+    for name in ("first_byte_timeout", "read_timeout", "client_write_timeout"):
+        if getattr(s, name) > s.total_timeout:
+            problems.append(f.fail(name, f"must not exceed total_timeout ({s.total_timeout:g} s), "
+                                   "the limit on a whole answer"))  # fmt: skip
+    if problems:
+        raise ConfigError("\n".join(str(problem) for problem in problems))
 
 
 def _is_model_name(value: object) -> bool:
@@ -338,6 +359,7 @@ def _parse_provider(
         base_url=base_url.rstrip("/"),
         models=tuple(models),
         api_key=api_key,
+        api_key_env=key_env,
     )
 
 

@@ -35,20 +35,23 @@ def compute_cost(usage: Usage, price: ModelPrice, *, requests: int = 1) -> int:
     The long-context tier that the prompt's size selects (``ModelPrice.for_prompt``) prices
     every token. Cached tokens fall back to the input price when the model has no separate
     cache price (1-hour writes to the 5-minute write price first), so a missing cache price
-    never makes cached tokens free. A unit the model has no price for at all costs nothing;
-    the endpoint checks beforehand that the model is priced in its unit. Raises
-    ``PriceNotFound`` when ``usage.images`` is non-zero and the model's ``per_image`` table
-    lacks ``usage.image_variant``.
+    never makes cached tokens free; ``cache_at_input`` states that choice in the file. A unit
+    the model has no price for at all costs nothing; the endpoint checks beforehand that the
+    model is priced in its unit. Raises ``PriceNotFound`` when ``usage.images`` is non-zero
+    and the model's ``per_image`` table lacks ``usage.image_variant``.
     """
     if isinstance(requests, bool) or not isinstance(requests, int) or requests < 0:
         raise ValueError(f"requests must be a non-negative int (got {requests!r})")
     price = price.for_prompt(usage.prompt_tokens)
     input_price = price.input or 0
-    cache_read_price = price.cache_read if price.cache_read is not None else input_price
-    cache_write_price = price.cache_write if price.cache_write is not None else input_price
-    cache_write_1h_price = (
-        price.cache_write_1h if price.cache_write_1h is not None else cache_write_price
-    )
+    if price.cache_at_input:  # the file says so: every cached token bills as input
+        cache_read_price = cache_write_price = cache_write_1h_price = input_price
+    else:
+        cache_read_price = price.cache_read if price.cache_read is not None else input_price
+        cache_write_price = price.cache_write if price.cache_write is not None else input_price
+        cache_write_1h_price = (
+            price.cache_write_1h if price.cache_write_1h is not None else cache_write_price
+        )
     token_numerator = (
         usage.input_tokens * input_price
         + usage.output_tokens * (price.output or 0)

@@ -10,6 +10,9 @@ second, per image) as JSON numbers such as ``1.5e-07``; Tollgate's file wants US
 * a model with a price that fails either test is skipped and listed by name, because rounding
   it would bill customers a price nobody wrote (LiteLLM has a few float artefacts such as
   ``2.0000000000000002e-07``), and dropping just that field would bill that unit for free.
+* a ``claude-*`` model without both cache prices is skipped too: ``tollgate pricing check``
+  refuses it (``pricing.checks``), and billing its cache tokens at the input price is a choice
+  (``cache_at_input: true``) for the operator to write, not for the import to guess.
 
 Only what Tollgate bills is converted: token prices (with cache reads and 5-minute and 1-hour
 cache writes), long-context tiers, per-image prices of image models and per-second prices of
@@ -26,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, Rounded
 
+from pricing.checks import claude_named
 from pricing.money import decimal_to_units
 from pricing.parse import PricingError
 
@@ -173,7 +177,19 @@ def _convert(name: str, spec: object, data: Mapping[str, object]) -> _Model:
         if "input_cost_per_pixel" in spec or "output_cost_per_pixel" in spec:
             raise _Skip("only per-pixel image prices")
         raise _Skip("every price is 0" if every_price else "no price in a unit Tollgate bills")
+    _require_cache_prices(model)
     return model
+
+
+def _require_cache_prices(model: _Model) -> None:
+    """A ``claude-*`` model must come with both cache prices, or ``tollgate pricing check``
+    would refuse the file (``pricing.checks.missing_cache_prices``); whether its cache tokens
+    bill at the input price is the operator's call (``cache_at_input: true``), not a guess."""
+    prices = model.prices
+    token_priced = "input" in prices or "output" in prices
+    both_cache_prices = "cache_read" in prices and "cache_write" in prices
+    if claude_named(model.name) and token_priced and not both_cache_prices:
+        raise _Skip("an Anthropic model without cache_read and cache_write prices")
 
 
 def _put(

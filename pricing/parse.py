@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import yaml
 
-from pricing.exact_yaml import ExactLoader
+from pricing.exact_yaml import DuplicateKeyError, ExactLoader
 from pricing.instants import format_instant, parse_instant
 from pricing.money import decimal_to_units
 from pricing.prices import ModelPrice, PriceTier
@@ -56,6 +56,8 @@ def _load_yaml(text: str, source: str) -> object:
     try:
         # ExactLoader subclasses SafeLoader: this is safe_load with exact numbers.
         return yaml.load(text, Loader=ExactLoader)
+    except DuplicateKeyError as exc:
+        raise PricingError(_one_line(f"{source}: {exc.describe(text)}")) from None
     except yaml.MarkedYAMLError as exc:
         where = ""
         if exc.problem_mark is not None:
@@ -83,7 +85,10 @@ _PRICE_UNITS = {
     "per_audio_minute": "USD per audio minute",
 }
 _PRICE_FIELDS = (*_PRICE_UNITS, "per_image")
-_MODEL_FIELDS = (*_PRICE_FIELDS, "max_output_tokens", "tiers", "effective_from")
+_CACHE_FIELDS = ("cache_read", "cache_write", "cache_write_1h")
+_MODEL_FIELDS = (
+    *_PRICE_FIELDS, "max_output_tokens", "tiers", "effective_from", "cache_at_input"
+)  # fmt: skip
 _TIER_FIELDS = ("above", *_TOKEN_FIELDS)
 _TIER_HINT = "{above: 200000, input: 6.00, output: 22.50}"
 _TOP_LEVEL_FIELDS = ("models", "version")
@@ -203,6 +208,8 @@ def _parse_model(name: str, spec: object, source: str, path: str) -> ModelPrice:
             return None
         return _parse_price(spec[key], source, f"{path}.{key}", _PRICE_UNITS[key])
 
+    cache_at_input = _parse_cache_at_input(spec, source, path)
+
     per_image = spec.get("per_image")
     max_output_tokens = spec.get("max_output_tokens")
     base = ModelPrice(
@@ -223,10 +230,34 @@ def _parse_model(name: str, spec: object, source: str, path: str) -> ModelPrice:
         effective_from=None
         if "effective_from" not in spec
         else _parse_effective_from(spec["effective_from"], source, f"{path}.effective_from"),
+        cache_at_input=cache_at_input,
     )
     if "tiers" not in spec:
         return base
     return replace(base, tiers=_parse_tiers(spec["tiers"], base, source, f"{path}.tiers"))
+
+
+def _parse_cache_at_input(spec: dict[object, object], source: str, path: str) -> bool:
+    """``cache_at_input: true`` says cached tokens bill at the input price, on purpose.
+
+    It is how a file tells ``tollgate pricing check`` that an Anthropic model without cache
+    prices is not an oversight, so it cannot sit next to a cache price it would contradict.
+    """
+    value = spec.get("cache_at_input", False)
+    if not isinstance(value, bool):
+        raise _fail(source, f"{path}.cache_at_input", "must be true or false")
+    if value:
+        if "input" not in spec:
+            raise _fail(source, f"{path}.cache_at_input", "needs an input price to bill at")
+        for key in _CACHE_FIELDS:
+            if key in spec:
+                raise _fail(
+                    source,
+                    f"{path}.{key}",
+                    "contradicts cache_at_input: true (cached tokens bill at the input price); "
+                    "drop one of the two",
+                )
+    return value
 
 
 def _parse_tiers(value: object, base: ModelPrice, source: str, path: str) -> tuple[PriceTier, ...]:
@@ -260,6 +291,14 @@ def _parse_tiers(value: object, base: ModelPrice, source: str, path: str) -> tup
             for key in _TOKEN_FIELDS
             if key in spec
         }
+        cached = next((key for key in _CACHE_FIELDS if key in prices), None)
+        if base.cache_at_input and cached is not None:
+            raise _fail(
+                source,
+                f"{tier_path}.{cached}",
+                "contradicts the model's cache_at_input: true (cached tokens bill at the "
+                "input price)",
+            )
         for key in _TOKEN_FIELDS:
             if key not in prices and getattr(base, key) is not None:
                 raise _fail(
@@ -279,8 +318,23 @@ def _parse_above(value: object, source: str, path: str) -> int:
 
 
 def _parse_price(value: object, source: str, path: str, unit: str) -> int:
-    """A non-negative exact price in USD, converted to integer nanodollars."""
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+    """A non-negative exact price in USD, converted to integer nanodollars.
+
+    One rule for what a price may look like: a plain decimal (``0.15``, ``3``) or the same in
+    exponent form (``1.5e-7``, ``1e-7``, ``2E+1``), read from the file's text as an exact
+    Decimal (see ``pricing.exact_yaml``). Anything else is refused with what it was: quoted
+    text, ``true``/``false``, octal or hex, ``.nan``/``.inf``, a negative number.
+    """
+    if isinstance(value, bool):
+        raise _fail(source, path, f"must be a number ({unit}), not {str(value).lower()}")
+    if isinstance(value, str):
+        raise _fail(
+            source,
+            path,
+            f"must be a number ({unit}) written as a plain decimal like 0.15 or 1.5e-7, "
+            f"not the text {value!r}",
+        )
+    if not isinstance(value, (int, Decimal)):
         raise _fail(source, path, f"must be a number ({unit})")
     amount = Decimal(value)
     if not amount.is_finite():

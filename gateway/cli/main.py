@@ -1,4 +1,5 @@
-"""``tollgate`` command line: ``tollgate serve`` runs the gateway; ``tollgate pricing check``."""
+"""``tollgate`` command line: ``tollgate serve`` runs the gateway; ``tollgate config check``,
+``tollgate pricing check``."""
 
 from __future__ import annotations
 
@@ -23,16 +24,15 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.billing.lua_scripts import all_sources
 from gateway.cli import operator
+from gateway.cli.config_check import add_config_parser, check_files, provider_warnings, run_config
 from gateway.cli.pricing import add_pricing_parser, run_pricing
 from gateway.edge import http_server
 from gateway.observability.logs import configure_logging
-from gateway.prices.loading import load_pricing
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.store.clients import make_redis
 from gateway.store.embedded import EmbeddedRedis
 from gateway.store.fast_client import FastScripts
 from gateway.store.keys import admin_token_hash
-from pricing import PricingError
 
 log = logging.getLogger("tollgate")
 DEFAULT_CONFIG = "config/gateway.yaml"
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     serve.add_argument("--data-dir", default=None, help="overrides data_dir from the config")
+    add_config_parser(sub, DEFAULT_CONFIG)
     add_pricing_parser(sub)
     return parser
 
@@ -61,20 +62,28 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = build_parser().parse_args(argv)
     if args.command == "pricing":
         return run_pricing(args)
+    if args.command == "config":
+        return run_config(args, env)
     env = dict(os.environ if env is None else env)
     try:
         settings = load_settings(args.config, env)
+    except ConfigError as exc:
+        problems = str(exc).splitlines()
+    else:
         if args.data_dir:
             settings = settings.with_overrides(data_dir=Path(args.data_dir))
-        load_pricing(settings.pricing_file)  # fail fast, before any process starts
-    except (ConfigError, PricingError) as exc:
-        print(f"tollgate: {exc}", file=sys.stderr)
+        _, problems = check_files(settings)  # `config check`'s checks, before any process starts
+    if problems:
+        for line in problems:
+            print(f"tollgate: {line}", file=sys.stderr)
         return 2
     if args.workers < 1:
         print("tollgate: --workers must be at least 1", file=sys.stderr)
         return 2
     listener = configure_logging(env.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format,
                                  settings.secrets())  # fmt: skip
+    for line in provider_warnings(settings):  # here, before workers start: once, not per worker
+        log.warning("%s", line)
     try:
         return serve(settings, host=args.host, port=args.port, workers=args.workers)
     finally:

@@ -3,7 +3,10 @@
 Prices are edited by hand, and a typo bills every customer wrongly until someone notices.
 ``check`` reads the file exactly as the gateway will (same parser, same one-line errors) and
 prints every price back from the integers the gateway bills with, scheduled prices included, so
-what the operator reads is what customers pay. ``import-litellm`` writes a pricing file from
+what the operator reads is what customers pay. It also refuses what parses but bills wrongly
+(``pricing.checks``): a glob that can never price a model, and a model named ``claude-*`` (a
+file checked alone cannot know the routes; ``tollgate config check`` uses the config's) with no
+cache prices and no ``cache_at_input: true``. ``import-litellm`` writes a pricing file from
 LiteLLM's price map (see ``pricing.litellm``) and checks that the gateway would load it. Neither
 needs Redis or a gateway config.
 """
@@ -16,6 +19,7 @@ from typing import Any
 
 from gateway.prices.loading import load_pricing
 from pricing import ModelPrice, PriceTable, PricingError, format_usd, parse_pricing
+from pricing.checks import claude_named, missing_cache_prices, shadowed_globs
 from pricing.instants import format_instant
 from pricing.litellm import convert_litellm
 from pricing.prices import PriceTier
@@ -47,6 +51,11 @@ def run_pricing(args: argparse.Namespace) -> int:
         table = load_pricing(args.file)
     except PricingError as exc:
         print(f"tollgate: {exc}", file=sys.stderr)
+        return 2
+    problems = [*shadowed_globs(table), *missing_cache_prices(table, claude_named)]
+    for problem in problems:
+        print(f"tollgate: {problem}", file=sys.stderr)
+    if problems:
         return 2
     for line in describe(table):
         print(line)
@@ -130,6 +139,8 @@ def describe_model(price: ModelPrice) -> str:
     tokens = _token_prices(price)
     if tokens:
         parts.append(f"per 1M tokens: {tokens}")
+    if price.cache_at_input:
+        parts.append("cached tokens at the input price")
     parts += [_describe_tier(tier) for tier in price.tiers]
     if price.per_image is not None:
         images = ", ".join(f"{size} {format_usd(usd)}" for size, usd in price.per_image.items())

@@ -1,12 +1,14 @@
-"""Which models a key may use: its allow-list, and the ``GET /v1/models`` listing (pure)."""
+"""Which models a key may use and the gateway can serve: the key's allow-list, the providers
+that have no API key, and the ``GET /v1/models`` listing (pure)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 
 from gateway import errors
 from gateway.settings import ProviderConfig
+from gateway.upstream.routing import provider_for
 from pricing import PriceTable
 
 
@@ -24,16 +26,33 @@ def check_allowed(model: str, allow: Sequence[str] | None) -> None:
         )
 
 
+def unconfigured_providers(providers: Sequence[ProviderConfig]) -> dict[str, str]:
+    """Provider name -> what it lacks (``ProviderConfig.missing_key``), for those lacking it."""
+    return {p.name: missing for p in providers if (missing := p.missing_key()) is not None}
+
+
+def check_configured(model: str, provider: str, unconfigured: Mapping[str, str]) -> None:
+    """Raise 400 ``provider_not_configured`` when ``provider`` (serving ``model``) is one of
+    ``unconfigured`` (from :func:`unconfigured_providers`)."""
+    missing = unconfigured.get(provider)
+    if missing is not None:
+        raise errors.ProviderNotConfigured(
+            f"The model {model!r} is served by the provider {provider!r}, which has no API key "
+            f"on this gateway: {missing}. Nothing was charged.",
+            param="model",
+        )
+
+
 def model_list(
     table: PriceTable, providers: Sequence[ProviderConfig], allow: Sequence[str] | None
 ) -> dict[str, object]:
     """OpenAI's model list: every priced model (exact names; globs are not models) that some
-    provider serves and that the key may use. ``owned_by`` is the provider that serves it."""
+    provider with a key serves and that the key may use. ``owned_by`` is that provider."""
     data = []
     for name in table.names():
         if "*" in name or "?" in name or not is_allowed(name, allow):
             continue
-        provider = next((p for p in providers if any(fnmatchcase(name, g) for g in p.models)), None)
-        if provider is not None:
+        provider = provider_for(name, providers)
+        if provider is not None and provider.missing_key() is None:
             data.append({"id": name, "object": "model", "created": 0, "owned_by": provider.name})
     return {"object": "list", "data": data}

@@ -34,7 +34,7 @@ from gateway.edge import ratelimit_headers
 from gateway.edge.auth import Authenticator, Caller
 from gateway.edge.http_server import with_request_id
 from gateway.edge.httpjson import read_body
-from gateway.edge.model_access import check_allowed
+from gateway.edge.model_access import check_allowed, check_configured, unconfigured_providers
 from gateway.edge.stalled_writes import StalledWrites
 from gateway.edge.stream_relay import StreamRelay
 from gateway.observability.metrics import Metrics
@@ -96,6 +96,7 @@ class Proxy:
         self._settler = Settler(settings=settings, wallet=wallet, metrics=metrics, journal=journal)
         self._kept = KeptBudget()  # what this process's stream trackers keep unparsed
         self._stalled = StalledWrites(settings.client_write_timeout, metrics.streams_cut.inc)
+        self._unconfigured = unconfigured_providers(settings.providers)  # no API key: refused
 
     async def renew_leases(self) -> int:
         return await self._settler.renew_leases()
@@ -157,6 +158,7 @@ class Proxy:
         if provider is None:
             raise errors.InvalidRequest(f"No provider serves the model {req.model!r}.",
                                         param="model")  # fmt: skip
+        check_configured(req.model, provider.name, self._unconfigured)
         key, account = caller.key, caller.account
         return Call(
             request_id=request_id,

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
+from gateway.settings import ProviderConfig
 from gateway.upstream.provider import Provider
+
+
+def provider_for(model: str, providers: Sequence[ProviderConfig]) -> ProviderConfig | None:
+    """The configured provider that serves ``model`` (the rule ``Router`` follows), or None."""
+    return next((p for p in providers if any(fnmatchcase(model, g) for g in p.models)), None)
 
 
 class Router:

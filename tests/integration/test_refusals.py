@@ -171,7 +171,11 @@ async def test_upstream_error_is_passed_through_and_not_charged(
 
 async def test_unreachable_upstream_is_502_and_not_charged(make_gateway: Any) -> None:
     dead = ProviderConfig(
-        name="dead", kind="openai", models=("gpt-*",), base_url=f"http://127.0.0.1:{free_port()}/v1"
+        name="dead",
+        kind="openai",
+        models=("gpt-*",),
+        base_url=f"http://127.0.0.1:{free_port()}/v1",
+        api_key="sk-upstream-secret",
     )
     gw2 = await make_gateway(providers=(dead,))
     account, key = await gw2.account()

@@ -29,7 +29,9 @@ def test_model_list_is_exact_priced_routed_and_allowed() -> None:
         source="t",
     )
     providers = [
-        ProviderConfig(name="p", kind="openai", base_url="http://x", models=("a-*",)),
+        ProviderConfig(
+            name="p", kind="openai", base_url="http://x", models=("a-*",), api_key="sk-p"
+        ),
         ProviderConfig(name="q", kind="mock", base_url="", models=("b-*", "a-*")),
     ]
     listed = model_list(table, providers, None)

@@ -112,7 +112,7 @@ def test_cache_prices_without_input_are_fine() -> None:
         ("  m: {input: 010}\n", "m.input: must be a number (USD per 1M"),
         ("  m: {input: 0x10}\n", "m.input: must be a number (USD per 1M"),
         ("  m: {input: 1:30.5}\n", "m.input: must be a number (USD per 1M"),
-        ("  m: {input: 1e3}\n", "m.input: must be a number (USD per 1M"),
+        ("  m: {input: '1e3'}\n", "m.input: must be a number (USD per 1M"),  # quoted: text
         ("  m: {per_request: abc}\n", "m.per_request: must be a number (USD per request)"),
         ("  m: {input: -0.5}\n", "m.input: must not be negative"),
         ("  m: {input: -1}\n", "m.input: must not be negative"),
