@@ -19,6 +19,7 @@ y     outcome: ``status|usage_source|http_status|finished_ms|anomalies|shortfall
       five parts)
 a     the amount charged (integer nanodollars)
 s     how ``a`` was drawn: ``free_quota,credits,cash`` (integers; they add up to ``a``)
+g     the credit grants drawn: ``id:amount;...`` (empty when none; settle_v7 on)
 b     the spendable balance right after (nanodollars, may be negative when postpaid)
 ====  ====================================================================================
 
@@ -90,6 +91,14 @@ def _outcome(packed: str) -> tuple[str, str, str, str, list[Any], str]:
     return status, source, http, finished, anomalies, shortfall
 
 
+def _grants_drawn(field: str) -> tuple[tuple[str, int], ...]:
+    drawn = []
+    for part in field.split(";") if field else []:
+        grant, _, amount = part.rpartition(":")
+        drawn.append((grant, _int(amount)))
+    return tuple(drawn)
+
+
 def _cut_by_cap(anomalies: list[Any]) -> int:
     """What a ``cost_capped`` anomaly cut (the settle's own shortfall is a strict wallet's)."""
     cut = 0
@@ -133,6 +142,7 @@ class ChargeEntry:
     amount: int
     split: tuple[int, int, int]  # free quota, credits, cash
     balance: int
+    grants: tuple[tuple[str, int], ...] = ()  # (grant id, amount drawn), in drain order
 
     @classmethod
     def from_fields(cls, entry_id: str, f: dict[str, str]) -> ChargeEntry:
@@ -153,6 +163,7 @@ class ChargeEntry:
             shortfall=_int(shortfall) + _cut_by_cap(anomalies),
             amount=_int(f.get("a", "0")),
             split=(split[0], split[1], split[2]), balance=_int(f.get("b", "0")),
+            grants=_grants_drawn(f.get("g", "")),
         )  # fmt: skip
 
     def record_json(self) -> dict[str, Any]:
@@ -168,7 +179,9 @@ class ChargeEntry:
             "endpoint": self.endpoint, "project": self.project, "key_id": self.key_id,
             "stream": self.stream, "usage": {**tokens, **units},
             "usage_source": self.usage_source, "cost": format_usd(self.amount),
-            "cost_by_source": self.split_json(), "held": format_usd(self.hold),
+            "cost_by_source": self.split_json(),
+            "cost_by_grant": {g: format_usd(n) for g, n in self.grants},
+            "held": format_usd(self.hold),
             "shortfall": format_usd(self.shortfall), "anomalies": self.anomalies,
             "http_status": self.http_status or None,
             "price_version": self.price_version or None,
@@ -200,6 +213,7 @@ def export_json(cursor: str, account: str, entry_id: str, f: dict[str, str]) -> 
         tokens={name: e.usage[name] for name in TOKEN_FIELDS}, images=e.usage["images"],
         audio_ms=e.usage["audio_ms"], status=e.status, usage_source=e.usage_source,
         source=e.split_json(), shortfall=format_usd(e.shortfall), anomalies=e.anomalies,
+        grants={g: format_usd(n) for g, n in e.grants},
     )  # fmt: skip
     return line
 

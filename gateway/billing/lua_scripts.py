@@ -14,10 +14,10 @@ from redis.exceptions import RedisClusterException, RedisError
 from gateway.store.redis_errors import classify
 
 SCRIPT_NAMES = (
-    "admit_v3",
-    "settle_v6",
-    "money_move_v3",
-    "sweep_v1",
+    "admit_v4",
+    "settle_v7",
+    "money_move_v4",
+    "sweep_v2",
     "renew_v1",
     "relay_append_v1",
     "relay_mark_v1",

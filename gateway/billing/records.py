@@ -1,7 +1,7 @@
 """A request's record: pending in its own hash, then its ledger entry (gateway.billing.ledger).
 
-While a request runs, its record is a small hash (admit_v3). Once settled, the record is its
-ledger entry, found through a marker that lives ``record_ttl`` (settle_v6); after that, by its
+While a request runs, its record is a small hash (admit_v4). Once settled, the record is its
+ledger entry, found through a marker that lives ``record_ttl`` (settle_v7); after that, by its
 id alone: the id carries the admission time, and the entry comes after it in the ledger.
 """
 

@@ -1,9 +1,11 @@
 """The wallet: every money move of an account, each one Lua script on that account's keys.
 
 Amounts are integer nanodollars (see :mod:`pricing.money`). The wallet hash keeps running
-totals so the contract's identity can be checked at any time:
+totals so the contract's identity can be checked at any time, per kind of money
+(docs/wallet.md):
 
-    topups - refunds - charges == cash == balance + held
+    topups - refunds - (charges - charges_free - charges_credits) == cash
+    granted - expired - charges_credits == credits
 
 and the two streams hold every move that made those totals: the transactions (money in and
 out) and the ledger (one entry per settled request; see :mod:`gateway.billing.ledger`).
@@ -12,7 +14,6 @@ out) and the ledger (one entry per settled request; see :mod:`gateway.billing.le
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,15 @@ from typing import Any
 from gateway import errors
 from gateway.billing import records
 from gateway.billing.lua_scripts import RedisPyScripts, ScriptCaller
+from gateway.billing.wallet_view import (
+    NEVER,
+    Grant,
+    Transaction,
+    WalletView,
+    flatten_fields,
+    month_field,
+    transaction_from,
+)
 from gateway.store.keys import AccountKeys
 from gateway.store.replies import as_text
 from pricing import format_usd
@@ -69,61 +79,6 @@ class Settlement:
     replayed: bool
     shortfall: int = 0
     entry_id: str = ""  # the request's ledger entry
-
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    id: str
-    type: str
-    amount: int
-    order_id: str
-    balance: int
-    created_ms: int
-    note: str
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "amount": format_usd(self.amount),
-            "order_id": self.order_id,
-            "balance_after": format_usd(self.balance),
-            "created_at": _iso(self.created_ms),
-            "note": self.note,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class WalletView:
-    cash: int
-    held: int
-    topups: int
-    refunds: int
-    charges: int
-    month_spend: int
-
-    @property
-    def balance(self) -> int:
-        return self.cash - self.held
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "balance": format_usd(self.balance),
-            "cash": format_usd(self.cash),
-            "credits": format_usd(0),
-            "free_quota": format_usd(0),
-            "held": format_usd(self.held),
-            "month_spend": format_usd(self.month_spend),
-        }
-
-
-def month_field(now: float) -> str:
-    """The wallet field of the month ``now`` (seconds, from Redis's clock) falls in."""
-    return "spend:" + time.strftime("%Y-%m", time.gmtime(now))
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 
 class Wallet:
@@ -188,13 +143,17 @@ class Wallet:
             k.bucket(f"key:{key_id}", "tpm"),
             k.bucket("acct", "rpm"),
             k.bucket("acct", "tpm"),
+            k.grants,
+            k.grant_order,
+            k.ledger,
+            k.transactions,
         ]
         args: list[Any] = [request_id, hold, hold_ttl_ms, policy, est_tokens]
         args += limits.as_args()
-        args.append(record_ttl)
+        args += [record_ttl, self._ledger_retention]
         for name, value in record.items():
             args += [name, value]
-        r = (await self.scripts.call("admit_v3", keys, args)).split()
+        r = (await self.scripts.call("admit_v4", keys, args)).split()
         status = int(r[0])
         if status == 1:
             return Admission(
@@ -237,13 +196,14 @@ class Wallet:
         keys = [
             k.wallet, k.holds, k.hold_amounts, k.request(request_id), k.ledger,
             k.bucket(f"key:{key_id}", "tpm"), k.bucket("acct", "tpm"),
+            k.grants, k.grant_order, k.transactions,
         ]  # fmt: skip
         # ``usage`` and ``outcome`` are the ledger entry's "u" and "y" (billing.ledger).
         args: list[Any] = [
             request_id, cost, record_ttl, min(tokens, MAX_UNITS), limits.key_tpm,
             limits.account_tpm, ledger_retention or self._ledger_retention, policy, usage, outcome,
         ]  # fmt: skip
-        r = (await self.scripts.call("settle_v6", keys, args)).split()
+        r = (await self.scripts.call("settle_v7", keys, args)).split()
         if int(r[0]) == -1:
             return None
         self._on_ledger(account_id)  # also on a replay: its feed mark may have been lost
@@ -260,17 +220,21 @@ class Wallet:
         return int(r)
 
     async def move_money(
-        self, account_id: str, *, kind: str, amount: int, order_id: str, note: str = ""
-    ) -> tuple[Transaction, bool]:
-        """Top up or refund once per ``order_id``. Returns (transaction, replayed).
+        self, account_id: str, *, kind: str, amount: int, order_id: str, note: str = "",
+        ends_ms: int = 0, priority: int = 0,
+    ) -> tuple[Transaction, bool]:  # fmt: skip
+        """Top up, refund, or grant credits (``kind`` "credit", with an optional end and a
+        priority 0..9999) once per ``order_id``. Returns (transaction, replayed).
 
         Raises Conflict when the order id was used for a different move, InvalidRequest when a
         refund exceeds the unspent cash.
         """
         k = AccountKeys(account_id)
         r = await self.scripts.call(
-            "money_move_v3", [k.wallet, k.order(order_id), k.transactions, k.ledger],
-            [kind, amount, order_id, note, self._ledger_retention, ORDER_RETENTION],
+            "money_move_v4",
+            [k.wallet, k.order(order_id), k.transactions, k.ledger, k.grants, k.grant_order],
+            [kind, amount, order_id, note, self._ledger_retention, ORDER_RETENTION, ends_ms,
+             priority],
         )  # fmt: skip
         status = int(r[0])
         if status == -1:
@@ -285,7 +249,8 @@ class Wallet:
             )
         self._on_ledger(account_id)
         fields = r[1:]  # the order's transaction: "id", its stream id, then its fields
-        txn = _transaction(as_text(dict(zip(fields[::2], fields[1::2], strict=True))["id"]), fields)
+        txn_id = as_text(dict(zip(fields[::2], fields[1::2], strict=True))["id"])
+        txn = transaction_from(txn_id, fields)
         if status == 0 and (txn.type != kind or txn.amount != amount):
             raise errors.Conflict(
                 f"order_id {order_id!r} was already used for a {txn.type} of "
@@ -297,7 +262,12 @@ class Wallet:
     async def sweep(self, account_id: str) -> int:
         """Release the account's expired holds; returns how many."""
         k = AccountKeys(account_id)
-        r = await self.scripts.call("sweep_v1", [k.wallet, k.holds, k.hold_amounts], [])
+        r = await self.scripts.call(
+            "sweep_v2",
+            [k.wallet, k.holds, k.hold_amounts, k.grants, k.grant_order, k.ledger,
+             k.transactions],
+            [self._ledger_retention],
+        )  # fmt: skip
         return int(r[0])
 
     async def sweep_many(self, account_ids: Sequence[str]) -> int:
@@ -309,15 +279,30 @@ class Wallet:
         await self.settled(account_id)
         await self.sweep(account_id)
         k = AccountKeys(account_id)
-        seconds, _ = await self._redis.time()  # the month of Redis's clock, as settle_v5 uses
+        seconds, micros = await self._redis.time()  # Redis's clock, as the scripts use
         month = month_field(seconds)
-        values = await self._redis.hmget(
-            k.wallet, ["cash", "held", "topups", "refunds", "charges", month]
-        )
+        fields = ["cash", "held", "topups", "refunds", "charges", month, "free_ai", "free_cloud"]
+        values = await self._redis.hmget(k.wallet, fields)
         n = [int(v) if v is not None else 0 for v in values]
         return WalletView(
-            cash=n[0], held=n[1], topups=n[2], refunds=n[3], charges=n[4], month_spend=n[5]
-        )
+            cash=n[0], held=n[1], topups=n[2], refunds=n[3], charges=n[4], month_spend=n[5],
+            free_ai=n[6], free_cloud=n[7], grants=await self._grants(k),
+            now_ms=int(seconds) * 1000 + int(micros) // 1000,
+        )  # fmt: skip
+
+    async def _grants(self, k: AccountKeys) -> tuple[Grant, ...]:
+        """The account's grants in drain order (the order zset's members carry their terms)."""
+        members = [as_text(m) for m in await self._redis.zrange(k.grant_order, 0, -1)]
+        if not members:
+            return ()
+        left = await self._redis.hmget(k.grants, [m[31:] for m in members])
+        grants = []
+        for member, remaining in zip(members, left, strict=True):
+            ends = member[4:17]
+            grants.append(Grant(id=member[31:], remaining=int(remaining or 0),
+                                ends_ms=0 if ends == NEVER else int(ends),
+                                priority=9999 - int(member[:4])))  # fmt: skip
+        return tuple(grants)
 
     async def request_view(self, account_id: str, request_id: str) -> dict[str, Any] | None:
         """A request's record as the client API shows it; None when the account has none."""
@@ -327,24 +312,5 @@ class Wallet:
     async def transactions(self, account_id: str, *, limit: int = 100) -> list[Transaction]:
         """Newest first."""
         entries = await self._redis.xrevrange(AccountKeys(account_id).transactions, count=limit)
-        return [_transaction(as_text(entry_id), _flatten(fields)) for entry_id, fields in entries]
-
-
-def _flatten(fields: Mapping[Any, Any]) -> list[Any]:
-    out: list[Any] = []
-    for name, value in fields.items():
-        out += [name, value]
-    return out
-
-
-def _transaction(entry_id: str, flat: Sequence[Any]) -> Transaction:
-    f = {as_text(flat[i]): as_text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
-    return Transaction(
-        id=entry_id,
-        type=f.get("type", ""),
-        amount=int(f.get("amount", "0")),
-        order_id=f.get("order_id", ""),
-        balance=int(f.get("balance", "0")),
-        created_ms=int(f.get("ts", "0")),
-        note=f.get("note", ""),
-    )
+        return [transaction_from(as_text(entry_id), flatten_fields(fields))
+                for entry_id, fields in entries]  # fmt: skip

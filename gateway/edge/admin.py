@@ -62,6 +62,7 @@ class Admin:
             web.delete("/admin/keys/{key_id}", self.delete_key),
             web.post("/admin/accounts/{id}/topups", self.topup),
             web.post("/admin/accounts/{id}/refunds", self.refund),
+            web.post("/admin/accounts/{id}/credits", self.credit),
             web.get("/admin/accounts/{id}/wallet", self.wallet),
             web.get("/admin/accounts/{id}/transactions", self.transactions),
             web.get("/admin/ledger", self.ledger),
@@ -212,10 +213,29 @@ class Admin:
             raise errors.InvalidRequest(
                 "'note' must be a string of at most 500 characters.", param="note"
             )
+        terms: dict[str, int] = {}
+        if kind == "credit":  # a grant: when it ends, and its place in the drain order
+            if ";" in order_id:  # the ledger lists grants drawn as "id:amount;..."
+                raise errors.InvalidRequest("A credit's 'order_id' may not contain ';'.",
+                                            param="order_id")  # fmt: skip
+            terms["ends_ms"] = expiry_field(body, "expires_at") * 1000
+            priority = body.get("priority", 0)
+            if type(priority) is not int or not 0 <= priority <= 9999:
+                raise errors.InvalidRequest(
+                    "'priority' must be an integer from 0 to 9999 (higher is spent first).",
+                    param="priority",
+                )
+            terms["priority"] = priority
         txn, replayed = await self._wallet.move_money(
-            account_id, kind=kind, amount=amount, order_id=order_id, note=note
+            account_id, kind=kind, amount=amount, order_id=order_id, note=note, **terms
         )
         return json_response(txn.to_json(), status=200 if replayed else 201)
+
+    async def credit(self, request: web.Request) -> web.Response:
+        """Grant credits (a voucher, a promotion, compensation): spent before cash, highest
+        priority first, then the soonest to end; what is left at ``expires_at`` leaves the
+        wallet through one ``credit_expired`` entry."""
+        return await self._move(request, "credit")
 
     async def topup(self, request: web.Request) -> web.Response:
         return await self._move(request, "topup")

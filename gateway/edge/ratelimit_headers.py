@@ -1,4 +1,4 @@
-"""Rate-limit headers and messages (pure). The counting is in ``billing/lua/admit_v3.lua``."""
+"""Rate-limit headers and messages (pure). The counting is in ``billing/lua/admit_v4.lua``."""
 
 from __future__ import annotations
 

@@ -26,8 +26,9 @@ class AccountKeys:
 
     @property
     def wallet(self) -> str:
-        """Hash of integer nanodollar counters: cash, held, topups, credits, refunds, charges,
-        and ``spend:<YYYY-MM>`` per month."""
+        """Hash of integer nanodollar counters: cash, held, free_ai, free_cloud, credits,
+        topups, refunds, granted, expired, charges (charges_free and charges_credits of them),
+        ``spend:<YYYY-MM>`` per month, and credits_next_end (ms)."""
         return f"{self.tag}:wallet"
 
     @property
@@ -45,6 +46,16 @@ class AccountKeys:
     def relayed(self) -> str:
         """String: the id of the last ledger entry of this account that is in the global feed."""
         return f"{self.tag}:relayed"
+
+    @property
+    def grants(self) -> str:
+        """Hash: credit grant id -> what is left of it (nanodollars); see docs/wallet.md."""
+        return f"{self.tag}:grants"
+
+    @property
+    def grant_order(self) -> str:
+        """Zset (scores 0): the grants in drain order, as sortable members (billing/lua)."""
+        return f"{self.tag}:grant_order"
 
     def order(self, order_id: str) -> str:
         """Hash: the transaction an order id made (idempotency of money moves), kept for the

@@ -119,6 +119,8 @@ async def test_refund_only_unspent_cash(gateway: Gateway) -> None:
         "free_quota": "0.00",
         "held": "0.00",
         "month_spend": "0.00",
+        "credit_grants": [],
+        "free_quota_by_category": {"ai": "0.00", "cloud": "0.00"},
     }
 
 

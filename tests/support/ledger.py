@@ -8,20 +8,41 @@ from gateway.store.keys import AccountKeys, accounts_index
 
 
 async def assert_ledger_identity(redis: Any) -> int:
-    """For every account: totals agree with the ledger (where each request appears once and
-    each charge's split adds up to it; the transactions stream lists its money moves), and
-    top-ups - refunds - charges == balance + holds outstanding. Returns accounts checked."""
+    """For every account, per kind of money (docs/wallet.md): the wallet's totals agree with
+    the ledger (where each request appears once, each charge's split by kind adds up to it,
+    and the grants it names add up to its credits part; the transactions stream lists its
+    money moves), and
+
+        cash == topups - refunds - charges from cash
+        credits == granted - expired - charges from credits == what the grants hold
+        free quota == free quota granted - charges from free quota
+        topups + granted + free granted - refunds - expired - charges == balance + held
+
+    Returns the number of accounts checked."""
     ids = await redis.smembers(accounts_index())
     for account_id in ids:
         k = AccountKeys(account_id)
-        w = {name: int(v) for name, v in (await redis.hgetall(k.wallet)).items()}
-        cash, held = w.get("cash", 0), w.get("held", 0)
-        topups, refunds, charges = w.get("topups", 0), w.get("refunds", 0), w.get("charges", 0)
-        balance = cash - held
-        assert topups - refunds - charges == balance + held, (account_id, w)
+        w = {name: int(v) for name, v in (await redis.hgetall(k.wallet)).items()
+             if not name.startswith("credits_next")}  # fmt: skip
+        g = w.get
+        cash, held, credits = g("cash", 0), g("held", 0), g("credits", 0)
+        free = g("free_ai", 0) + g("free_cloud", 0)
+        charges, from_free, from_credits = g("charges", 0), g("charges_free", 0), g(
+            "charges_credits", 0)  # fmt: skip
+        assert cash == g("topups", 0) - g("refunds", 0) - (charges - from_free - from_credits), (
+            account_id, w)
+        assert credits == g("granted", 0) - g("expired", 0) - from_credits, (account_id, w)
+        assert free == g("free_granted", 0) - from_free, (account_id, w)
+        left = {gid: int(v) for gid, v in (await redis.hgetall(k.grants)).items()}
+        assert sum(left.values()) == credits and all(v > 0 for v in left.values()), (w, left)
+        assert len(await redis.zrange(k.grant_order, 0, -1)) == len(left)
+        balance = cash + credits + free - held
+        assert (g("topups", 0) + g("granted", 0) + g("free_granted", 0) - g("refunds", 0)
+                - g("expired", 0) - charges) == balance + held, (account_id, w)  # fmt: skip
 
         ledger = [f for _, f in await redis.xrange(k.ledger)]
-        for kind, total in (("topup", topups), ("refund", refunds)):
+        for kind, total in (("topup", g("topups", 0)), ("refund", g("refunds", 0)),
+                            ("credit", g("granted", 0)), ("credit_expired", g("expired", 0))):
             assert sum(int(f["a"]) for f in ledger if f["t"] == kind) == total, (account_id, kind)
         # The transactions stream lists the same moves (what age has not trimmed of it).
         moves = {(f["t"], f["r"], f["a"]) for f in ledger if f["t"] != "charge"}
@@ -31,8 +52,14 @@ async def assert_ledger_identity(redis: Any) -> int:
         assert sum(int(f["a"]) for f in charged) == charges, account_id
         ids_charged = [f["r"] for f in charged]
         assert len(ids_charged) == len(set(ids_charged)), "a request was charged twice"
+        split = [0, 0, 0]
         for f in charged:  # each charge is drawn from its sources exactly
-            assert sum(int(n) for n in f["s"].split(",")) == int(f["a"]), f
+            parts = [int(n) for n in f["s"].split(",")]
+            assert sum(parts) == int(f["a"]), f
+            drawn = [int(p.rpartition(":")[2]) for p in f.get("g", "").split(";") if p]
+            assert sum(drawn) == parts[1], f
+            split = [a + b for a, b in zip(split, parts, strict=True)]
+        assert split[0] == from_free and split[1] == from_credits, (account_id, split, w)
 
         amounts = {rid: int(v) for rid, v in (await redis.hgetall(k.hold_amounts)).items()}
         assert sum(amounts.values()) == held, (account_id, held, amounts)

@@ -1,9 +1,14 @@
--- settle_v6: charge a finished request its actual cost, release its hold, and write its one
+-- settle_v7: charge a finished request its actual cost, release its hold, and write its one
 -- ledger entry, exactly once.
 --
 -- KEYS[1] wallet hash        KEYS[2] holds zset       KEYS[3] hold amounts hash
 -- KEYS[4] request record     KEYS[5] ledger stream
 -- KEYS[6] key tpm bucket     KEYS[7] account tpm bucket
+-- KEYS[8] credit grants hash KEYS[9] grant order zset KEYS[10] transactions stream
+-- v7: the charge drains the AI free quota, then credits in the grant order (a grant that ended
+-- before this request was admitted is passed over), then cash (docs/wallet.md); the entry's
+-- "s" is that split and "g" the grants drawn ("id:amount;..."). Grants past their end are
+-- finalised here once nothing admitted before their end is open.
 -- ARGV[1] request id         ARGV[2] cost (nanodollars, 0 <= cost < 2^53)
 -- ARGV[3] settle window s: how long the request id stays known once settled (replays of the
 --         same settle change nothing) or released before its admission (tombstone)
@@ -30,7 +35,7 @@
 local MAX = 9007199254740991
 local cost = tonumber(ARGV[2])
 if not cost or cost < 0 or cost > MAX or cost ~= math.floor(cost) then
-  return redis.error_reply('settle_v6: cost out of range: ' .. tostring(ARGV[2]))
+  return redis.error_reply('settle_v7: cost out of range: ' .. tostring(ARGV[2]))
 end
 local limited = ARGV[5] ~= '0' or ARGV[6] ~= '0'
 local tokens, key_tpm, acct_tpm = 0, 0, 0
@@ -39,16 +44,19 @@ if limited then
 end
 if not (tokens and key_tpm and acct_tpm) or not string.find(ARGV[7], '^%d+$')
     or not string.find(ARGV[3], '^%d+$') or #ARGV ~= 10 then
-  return redis.error_reply('settle_v6: malformed arguments')
+  return redis.error_reply('settle_v7: malformed arguments')
 end
 local rec = redis.call('HMGET', KEYS[4], 'status', 'est_tokens', 'e', 'c', 'f', 'k', 'p', 'm',
   'x', 'created_ms')
 local status = rec[1]
-local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
+local w = redis.call('HMGET', KEYS[1], 'cash', 'held', 'free_ai', 'credits', 'credits_next_end')
 local cash = (w[1] or 0) + 0
 local held = (w[2] or 0) + 0
+local free = (w[3] or 0) + 0
+local credits = (w[4] or 0) + 0
 if rec[3] then  -- settled earlier: its marker
-  return '0 ' .. fmt(cash - held) .. ' ' .. rec[4] .. ' ' .. rec[5] .. ' ' .. rec[3]
+  return '0 ' .. fmt(cash + free + credits - held) .. ' ' .. rec[4] .. ' ' .. rec[5] .. ' '
+    .. rec[3]
 end
 if not status then
   redis.call('HSET', KEYS[4], 'status', 'released')
@@ -65,9 +73,25 @@ local delta = limited and (rec[2] or 0) - tokens or 0
 
 local hold_s = redis.call('HGET', KEYS[3], ARGV[1])  -- digits, as admit wrote them
 local hold = (hold_s or 0) + 0
+
+-- The grants this request may draw on, in drain order: {member, id, left}.
+local admitted = (rec[10] or 0) + 0
+local drawable, usable = {}, 0
+if credits > 0 then
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[9], 0, -1)) do
+    local ends = grant_end(member)
+    if ends == 0 or ends > admitted then
+      local id = grant_id(member)
+      local left = (redis.call('HGET', KEYS[8], id) or 0) + 0
+      drawable[#drawable + 1] = {member, id, left}
+      usable = usable + left
+    end
+  end
+end
+
 local shortfall = 0
 if ARGV[8] == 'strict' then
-  local can_pay = math.max(cash - (held - hold), hold)
+  local can_pay = math.max(cash + free + usable - (held - hold), hold)
   if cost > can_pay then
     shortfall = cost - can_pay
     cost = can_pay
@@ -85,18 +109,57 @@ end
 redis.call('ZREM', KEYS[2], ARGV[1])
 
 local now = now_ms()
+local split, drawn = '0,0,' .. cost_s, ''
 if cost > 0 then
-  cash = redis.call('HINCRBY', KEYS[1], 'cash', '-' .. cost_s)
+  local rest = cost
+  local from_free, from_credits = 0, 0
+  if free > 0 then
+    from_free = math.min(free, rest)
+    rest = rest - from_free
+    free = redis.call('HINCRBY', KEYS[1], 'free_ai', '-' .. fmt(from_free))
+    redis.call('HINCRBY', KEYS[1], 'charges_free', fmt(from_free))
+  end
+  local parts = {}
+  for _, g in ipairs(drawable) do
+    if rest == 0 then break end
+    local take = math.min(g[3], rest)
+    if take > 0 then
+      rest = rest - take
+      from_credits = from_credits + take
+      parts[#parts + 1] = g[2] .. ':' .. fmt(take)
+      if take == g[3] then
+        redis.call('HDEL', KEYS[8], g[2])
+        redis.call('ZREM', KEYS[9], g[1])
+      else
+        redis.call('HSET', KEYS[8], g[2], fmt(g[3] - take))
+      end
+    end
+  end
+  if from_credits > 0 then
+    credits = redis.call('HINCRBY', KEYS[1], 'credits', '-' .. fmt(from_credits))
+    redis.call('HINCRBY', KEYS[1], 'charges_credits', fmt(from_credits))
+    drawn = table.concat(parts, ';')
+  end
+  if rest > 0 then  -- the usual case: all of it, as a string formatted once
+    cash = redis.call('HINCRBY', KEYS[1], 'cash', '-' .. (rest == cost and cost_s or fmt(rest)))
+  end
   redis.call('HINCRBY', KEYS[1], 'charges', cost_s)
   redis.call('HINCRBY', KEYS[1], 'spend:' .. month_of(now), cost_s)
+  if from_free > 0 or from_credits > 0 then
+    split = fmt(from_free) .. ',' .. fmt(from_credits) .. ',' .. fmt(rest)
+  end
 end
-local balance_s = fmt(cash - held)
+local balance_s = fmt(cash + free + credits - held)
 
--- Free quota and credits come with the wallet issue; until then every unit is cash.
 local entry = redis.call('XADD', KEYS[5], 'MINID', '~', fmt(math.max(now - ARGV[7] * 1000, 0)), 'LIMIT',
   '100', '*', 't', 'charge', 'r', ARGV[1], 'k', rec[6] or '', 'p', rec[7] or '',
   'm', rec[8] or '', 'u', ARGV[9], 'x', (rec[9] or '') .. '|' .. (rec[10] or '') .. '|' .. (hold_s or '0'),
-  'y', ARGV[10] .. '|' .. shortfall_s, 'a', cost_s, 's', '0,0,' .. cost_s, 'b', balance_s)
+  'y', ARGV[10] .. '|' .. shortfall_s, 'a', cost_s, 's', split, 'g', drawn, 'b', balance_s)
+
+if w[5] and now >= w[5] + 0 then  -- a grant's end has passed, and this hold is gone: rarely
+  end_grants({wallet = KEYS[1], amounts = KEYS[3], grants = KEYS[8], order = KEYS[9],
+              ledger = KEYS[5], txs = KEYS[10]}, now, ARGV[7] + 0)
+end
 
 if delta ~= 0 then
   local caps = {key_tpm, acct_tpm}

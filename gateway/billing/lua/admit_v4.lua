@@ -1,13 +1,18 @@
--- admit_v3: admit one request: expire stale holds, check rate limits and funds, place a hold.
+-- admit_v4: admit one request: expire stale holds, check rate limits and funds, place a hold.
 --
 -- KEYS[1] wallet hash        KEYS[2] holds zset (request id -> deadline ms)
 -- KEYS[3] hold amounts hash  KEYS[4] request record hash
 -- KEYS[5] key rpm bucket     KEYS[6] key tpm bucket
 -- KEYS[7] account rpm bucket KEYS[8] account tpm bucket
+-- KEYS[9] credit grants hash KEYS[10] grant order zset
+-- KEYS[11] ledger stream     KEYS[12] transactions stream (for credit_expired, rarely)
 -- ARGV[1] request id         ARGV[2] hold wanted (nanodollars, worst-case cost)
 -- ARGV[3] hold ttl ms        ARGV[4] policy: "strict" | "postpaid"
 -- ARGV[5] estimated tokens   ARGV[6..9] limits for KEYS[5..8] (0 = unlimited; per minute)
--- ARGV[10] record ttl s      ARGV[11..] record fields as name, value pairs
+-- ARGV[10] record ttl s      ARGV[11] ledger retention s
+-- ARGV[12..] record fields as name, value pairs
+-- v4: the funds are cash, the AI free quota and credits (docs/wallet.md); grants past their
+-- end back no new hold, and are finalised here when nothing admitted before their end is open.
 -- Returns one string of space-separated integers (v1 returned them as an array: a script's
 -- array reply costs Redis a separate reply block, and Redis 6.2 one write() each):
 --   "1 <available after hold> <hold placed> <now ms> <remaining x4> <reset ms x4>"
@@ -19,18 +24,27 @@
 -- was settled as "no such request", free): settle_v5 sets the expiry once it is charged.
 -- The arguments used after the first write are checked before it (only a caller's bug can
 -- make them wrong, but then the script must fail before it writes anything).
-if not string.find(ARGV[10], '^%d+$') or #ARGV % 2 == 1 then
-  return redis.error_reply('admit_v3: malformed arguments')
+if not string.find(ARGV[10], '^%d+$') or not string.find(ARGV[11], '^%d+$')
+    or #ARGV % 2 == 0 then
+  return redis.error_reply('admit_v4: malformed arguments')
 end
 local now = now_ms()
 local now_s = fmt(now)
 local deadline_s = fmt(now + ARGV[3])
-local w = redis.call('HMGET', KEYS[1], 'cash', 'held')
+local w = redis.call('HMGET', KEYS[1], 'cash', 'held', 'free_ai', 'credits', 'credits_next_end')
 local cash = (w[1] or 0) + 0
 local held = (w[2] or 0) + 0
+local others = (w[3] or 0) + (w[4] or 0)  -- free quota and credits, as the wallet holds them
 -- held is the sum of this account's holds: with none outstanding there is nothing to expire.
 if held > 0 and release_expired(KEYS[1], KEYS[2], KEYS[3], now_s) > 0 then
   held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')
+end
+if w[5] and now >= w[5] + 0 then  -- a grant's end has passed: rarely
+  local k = {wallet = KEYS[1], amounts = KEYS[3], grants = KEYS[9], order = KEYS[10],
+             ledger = KEYS[11], txs = KEYS[12]}
+  local ending = end_grants(k, now, ARGV[11] + 0)
+  local c = redis.call('HMGET', KEYS[1], 'free_ai', 'credits')
+  others = (c[1] or 0) + (c[2] or 0) - ending
 end
 
 if redis.call('EXISTS', KEYS[4]) == 1 then
@@ -65,7 +79,7 @@ for i = 1, 4 do
   end
 end
 
-local available = cash - held
+local available = cash + others - held
 local hold = tonumber(ARGV[2])
 if available <= 0 then
   return '-1 ' .. fmt(available)
@@ -96,7 +110,7 @@ if hold > 0 then
   redis.call('ZADD', KEYS[2], deadline_s, ARGV[1])
 end
 redis.call('HSET', KEYS[4], 'status', 'pending', 'hold', hold_s,
-  'est_tokens', ARGV[5], 'created_ms', now_s, 'deadline_ms', deadline_s, unpack(ARGV, 11))
+  'est_tokens', ARGV[5], 'created_ms', now_s, 'deadline_ms', deadline_s, unpack(ARGV, 12))
 
 if not levels then
   return '1 ' .. fmt(available - hold) .. ' ' .. hold_s .. ' ' .. now_s .. ' -1 -1 -1 -1 0 0 0 0'
