@@ -1,0 +1,172 @@
+"""The wallet's Lua against a plain Python model of docs/wallet.md (hypothesis).
+
+Random sequences of top-ups, credit grants (live, or already past their end), requests
+admitted and settled (some left open while others run), and refunds run against a real Redis
+through ``Wallet``, and against ``Model`` below, which says in a few lines what the scripts do:
+spendable = cash + credits not ending - held; a charge drains grants in order (those that ended
+before the request was admitted are passed over), then cash; strict charges are cut to what the
+request may pay; a grant past its end leaves whole once no request admitted before its end is
+open. After every step every balance agrees to the unit (and the ledger identity holds: the
+redis fixture's check runs at the end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.billing.accounts import Directory
+from gateway.billing.records import new_request_id
+from gateway.billing.wallet import Admission, Limits, Wallet
+from gateway.store.keys import AccountKeys
+
+NEVER = 10**13  # sorts after every real end, as the scripts' "9999999999999"
+
+
+@dataclass
+class Grant:
+    id: str
+    left: int
+    ends: int  # ms; 0: never
+    priority: int
+    created: int
+
+    def key(self) -> tuple[int, int, int, str]:
+        return (9999 - self.priority, self.ends or NEVER, self.created, self.id)
+
+
+@dataclass
+class Model:
+    cash: int = 0
+    held: int = 0
+    expired: int = 0
+    grants: list[Grant] = field(default_factory=list)
+    holds: dict[str, tuple[int, int]] = field(default_factory=dict)  # rid -> (hold, admitted)
+
+    def ending(self, now: int) -> int:
+        return sum(g.left for g in self.grants if 0 < g.ends <= now)
+
+    def spendable(self, now: int) -> int:
+        return self.cash + sum(g.left for g in self.grants) - self.ending(now) - self.held
+
+    def finalise(self, now: int) -> None:
+        oldest = min((a for _, a in self.holds.values()), default=None)
+        for g in list(self.grants):
+            if 0 < g.ends <= now and not (oldest is not None and oldest < g.ends):
+                self.expired += g.left
+                self.grants.remove(g)
+
+    def admit(self, rid: str, hold: int, admitted: int) -> bool:
+        self.finalise(admitted)
+        available = self.spendable(admitted)
+        if available <= 0 or hold > available:
+            return False
+        self.holds[rid] = (hold, admitted)
+        self.held += hold
+        return True
+
+    def settle(self, rid: str, cost: int, now: int) -> int:
+        hold, admitted = self.holds.pop(rid)
+        drawable = sorted((g for g in self.grants if g.ends == 0 or g.ends > admitted),
+                          key=Grant.key)  # fmt: skip
+        usable = sum(g.left for g in drawable)
+        cost = min(cost, max(self.cash + usable - (self.held - hold), hold))
+        self.held -= hold
+        rest = cost
+        for g in drawable:
+            take = min(g.left, rest)
+            g.left -= take
+            rest -= take
+            if g.left == 0:
+                self.grants.remove(g)
+        self.cash -= rest
+        self.finalise(now)
+        return cost
+
+
+NO_LIMITS = Limits()
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("topup"), st.integers(1, 5_000)),
+    st.tuples(st.just("grant"), st.integers(1, 5_000), st.integers(0, 3), st.booleans()),
+    st.tuples(st.just("open"), st.integers(1, 4_000)),
+    st.tuples(st.just("close"), st.integers(0, 3), st.integers(0, 6_000)),
+    st.tuples(st.just("request"), st.integers(1, 4_000), st.integers(0, 6_000)),
+    st.tuples(st.just("refund"), st.integers(1, 3_000)),
+), min_size=1, max_size=25)  # fmt: skip
+
+
+async def redis_ms(redis: Any) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+@pytest.mark.redis_cluster_too
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=STEPS)
+async def test_the_scripts_agree_with_the_model(redis: Any, steps: list[tuple[Any, ...]]) -> None:
+    wallet = Wallet(redis)
+    account = (await Directory(redis).create_account({"name": "m", "plan": "p"})).id
+    model, open_ids = Model(), []
+
+    async def admit(hold: int) -> str | None:
+        rid = new_request_id()
+        got = await wallet.admit(
+            account, request_id=rid, key_id="k", hold=hold, policy="strict", est_tokens=1,
+            limits=NO_LIMITS, hold_ttl_ms=600_000, record_ttl=600, record={"m": "x"})  # fmt: skip
+        admitted = int(rid[4:15], 16)
+        assert isinstance(got, Admission) == model.admit(rid, hold, admitted), (steps, model)
+        return rid if isinstance(got, Admission) else None
+
+    async def settle(rid: str, cost: int) -> None:
+        got = await wallet.settle(account, request_id=rid, key_id="k", cost=cost, tokens=1,
+                                  limits=NO_LIMITS, record_ttl=600)  # fmt: skip
+        assert got is not None
+        assert got.cost == model.settle(rid, cost, await redis_ms(redis)), (steps, model)
+
+    for n, step in enumerate(steps):
+        kind = step[0]
+        if kind == "topup":
+            await wallet.move_money(account, kind="topup", amount=step[1], order_id=f"t{n}")
+            model.cash += step[1]
+        elif kind == "grant":
+            now = await redis_ms(redis)
+            ends = now - 1 if step[3] else 0  # already past its end, or never ending
+            await wallet.move_money(account, kind="credit", amount=step[1], order_id=f"g{n}",
+                                    ends_ms=ends, priority=step[2])  # fmt: skip
+            member = next(m for m in await redis.zrange(AccountKeys(account).grant_order, 0, -1)
+                          if m.endswith(f":g{n}"))  # fmt: skip
+            model.grants.append(Grant(f"g{n}", step[1], ends, step[2], int(member[17:30])))
+        elif kind == "open":
+            rid = await admit(step[1])
+            if rid:
+                open_ids.append(rid)
+        elif kind == "close" and open_ids:
+            await settle(open_ids.pop(step[1] % len(open_ids)), step[2])
+        elif kind == "request":
+            rid = await admit(step[1])
+            if rid:
+                await settle(rid, step[2])
+        elif kind == "refund":
+            refundable = min(model.cash, model.spendable(await redis_ms(redis)) + model.ending(
+                await redis_ms(redis)))  # fmt: skip
+            try:
+                await wallet.move_money(account, kind="refund", amount=step[1], order_id=f"r{n}")
+                model.cash -= step[1]
+                assert step[1] <= refundable, (steps, model)
+            except Exception:
+                assert step[1] > refundable, (steps, model)
+        view = await wallet.view(account)  # sweeps: finalises what the model finalises
+        now = await redis_ms(redis)
+        model.finalise(now)
+        assert (view.cash, view.held) == (model.cash, model.held), (steps, view, model)
+        assert view.balance == model.spendable(now), (steps, view, model)
+        assert {g.id: g.remaining for g in view.grants} == {g.id: g.left for g in model.grants}
+        expired = int(await redis.hget(AccountKeys(account).wallet, "expired") or 0)
+        assert expired == model.expired, (steps, model)
+    for rid in open_ids:  # leave no hold behind
+        await settle(rid, 0)
