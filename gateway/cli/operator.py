@@ -3,6 +3,7 @@
     tollgate accounts list|create|show|update ...
     tollgate keys create|list|revoke ...
     tollgate topup ACCOUNT AMOUNT --order-id ID      tollgate refund ACCOUNT AMOUNT --order-id ID
+    tollgate credit ACCOUNT AMOUNT --order-id ID [--expires-at T] [--priority N]
     tollgate wallet ACCOUNT                          tollgate transactions ACCOUNT [--csv]
     tollgate admin-token rotate [--grace SECONDS]
 
@@ -26,7 +27,8 @@ from rich.table import Table
 
 from gateway.cli.admin_client import DEFAULT_URL, AdminClient, AdminError, find_token
 
-COMMANDS = ("accounts", "keys", "topup", "refund", "wallet", "transactions", "admin-token")
+COMMANDS = ("accounts", "keys", "topup", "refund", "credit", "wallet", "transactions",
+            "admin-token")
 ACCOUNT_COLUMNS = ("id", "name", "plan", "status", "hold_policy", "rpm", "tpm", "created_at")
 KEY_COLUMNS = ("id", "project", "name", "rpm", "tpm", "models", "expires_at", "created_at")
 TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note")
@@ -211,6 +213,20 @@ def _money_command(kind: str, path: str, help_text: str) -> None:
 
 _money_command("topup", "topups", "Add cash to ACCOUNT's wallet (AMOUNT in USD, e.g. 10.00).")
 _money_command("refund", "refunds", "Return unused cash from ACCOUNT's wallet (AMOUNT in USD).")
+
+
+@cli.command()
+@click.argument("account")
+@click.argument("amount")
+@click.option("--order-id", required=True, help="the grant's id; a replay changes nothing")
+@click.option("--expires-at", default=None, help="RFC 3339; what is left then expires")
+@click.option("--priority", type=click.IntRange(0, 9999), default=None,
+              help="higher is spent first (default 0)")
+@click.option("--note", default=None)
+@admin_command
+def credit(client: AdminClient, out: Out, account: str, **fields: Any) -> None:
+    """Grant ACCOUNT credits (AMOUNT in USD), spent before its cash."""
+    out.record(client.call("POST", f"/admin/accounts/{_seg(account)}/credits", _present(**fields)))
 
 
 @cli.command()

@@ -93,16 +93,23 @@ async def test_money_commands_as_tables_and_json(cli: Cli) -> None:
     assert cli.json("refund", account, "1.25", "--order-id", "r-1")["type"] == "refund"
     out, _ = cli.run("refund", account, "0.25", "--order-id", "r-2")
     assert "refund" in out
+    made = cli.json("credit", account, "2.50", "--order-id", "promo-1", "--priority", "3",
+                    "--expires-at", "2099-01-01T00:00:00Z")  # fmt: skip
+    assert made["type"] == "credit" and made["amount"] == "2.50"
+    out, _ = cli.run("credit", account, "0.50", "--order-id", "sorry-1", "--note", "outage")
+    assert "credit" in out and "outage" in out
     wallet = cli.json("wallet", account)
-    assert wallet["balance"] == "14.00" and wallet["cash"] == "14.00", wallet
+    assert wallet["balance"] == "17.00" and wallet["cash"] == "14.00", wallet
+    assert [g["id"] for g in wallet["credit_grants"]] == ["promo-1", "sorry-1"]
     out, _ = cli.run("wallet", account)
-    assert "balance" in out and "14.00" in out
+    assert "balance" in out and "17.00" in out and "promo-1" in out
     txns = cli.json("transactions", account)
-    assert [t["order_id"] for t in txns["data"]] == ["r-2", "r-1", "o-2", "o-1"]
+    assert [t["order_id"] for t in txns["data"]] == ["sorry-1", "promo-1", "r-2", "r-1", "o-2",
+                                                     "o-1"]  # fmt: skip
     out, _ = cli.run("transactions", account)
     assert "o-2" in out and "r-1" in out
     out, _ = cli.run("transactions", account, "--csv")
-    assert out.splitlines()[0].startswith("id,type,amount,order_id") and len(out.splitlines()) == 5
+    assert out.splitlines()[0].startswith("id,type,amount,order_id") and len(out.splitlines()) == 7
 
 
 async def test_failures_are_one_line_and_a_non_zero_exit(
