@@ -267,7 +267,7 @@ def admin(url: str, method: str, path: str, body: dict[str, Any]) -> tuple[int, 
 
 def provision(url: str, topup: str) -> tuple[str, str]:
     """An account with one unlimited key and a big top-up; returns (account id, key)."""
-    status, acct = admin(url, "POST", "/admin/accounts", {"name": "bench", "plan": "pro"})
+    status, acct = admin(url, "POST", "/admin/accounts", {"name": "bench", "plan": "default"})
     if status != 201:
         raise RuntimeError(f"create account: {status} {acct}")
     status, key = admin(

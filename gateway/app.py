@@ -200,7 +200,7 @@ def create_app(
     auth = Authenticator(directory)
     endpoints = default_endpoints(settings.aliases)
     admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256,
-                  redis=redis)  # fmt: skip
+                  redis=redis, plans=settings.plans)  # fmt: skip
 
     app = web.Application(
         middlewares=[error_middleware(breaker)], client_max_size=settings.max_body_bytes + 1

@@ -13,6 +13,7 @@ always OpenAI-shaped: ``{"error": {"message", "type", "code", "param"}}``.
     ├── InsufficientBalance     403 insufficient_balance
     ├── AccountSuspended        403 account_suspended     (nothing forwarded)
     ├── AccountClosed           403 account_closed
+    ├── PlanCannotTopUp         403 plan_cannot_top_up    (a free plan: upgrade it first)
     ├── ModelNotAllowed         403 model_not_allowed     (the key's allow-list)
     ├── RequestTimeout          408 request_timeout       (a body that never finishes)
     ├── Conflict                409 conflict
@@ -108,6 +109,12 @@ class AccountClosed(GatewayError):
     status = 403
     type = "invalid_request_error"
     code = "account_closed"
+
+
+class PlanCannotTopUp(GatewayError):
+    status = 403
+    type = "invalid_request_error"
+    code = "plan_cannot_top_up"
 
 
 class ModelNotAllowed(GatewayError):

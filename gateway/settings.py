@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.billing.plans import BUILT_IN as BUILT_IN_PLANS
+from gateway.billing.plans import Plan, PlanError, parse_plans
 from pricing.exact_yaml import DuplicateKeyError, UniqueKeyLoader
 
 PROVIDER_KINDS = ("openai", "anthropic", "mock")
@@ -79,6 +81,7 @@ class Settings:
     journal_fsync: str = "interval"  # always | interval | never (gateway.billing.journal)
     journal_stream_interval: float = 2.0  # seconds between journaled progress of a stream
     aliases: Mapping[str, str] = field(default_factory=dict)  # model name clients use -> model
+    plans: Mapping[str, Plan] = field(default_factory=lambda: dict(BUILT_IN_PLANS))
     # Where workers publish their metrics for each other; set by ``tollgate serve --workers N``,
     # never read from the file.
     metrics_dir: Path | None = None
@@ -123,6 +126,7 @@ _TOP_LEVEL = {
     "journal_fsync",
     "journal_stream_interval",
     "aliases",
+    "plans",
 }
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
 
@@ -248,6 +252,7 @@ def parse_settings(
         journal_stream_interval=f.seconds("journal_stream_interval", 2.0),
         default_max_output_tokens=f.count("default_max_output_tokens", 4096),
         aliases=_parse_aliases(data.get("aliases"), f.fail),
+        plans=_parse_plans(data.get("plans"), f),
     )
     _check_consistent(settings, f)
     return settings
@@ -286,6 +291,13 @@ def _is_model_name(value: object) -> bool:
         and value.isprintable()
         and not any(c.isspace() for c in value)
     )
+
+
+def _parse_plans(value: object, f: _Fields) -> dict[str, Plan]:
+    try:
+        return parse_plans(value)
+    except PlanError as exc:
+        raise f.fail(exc.field, exc.problem) from None
 
 
 def _parse_aliases(value: object, fail: _Fail) -> dict[str, str]:

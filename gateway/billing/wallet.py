@@ -221,10 +221,11 @@ class Wallet:
 
     async def move_money(
         self, account_id: str, *, kind: str, amount: int, order_id: str, note: str = "",
-        ends_ms: int = 0, priority: int = 0,
+        ends_ms: int = 0, priority: int = 0, category: str = "ai",
     ) -> tuple[Transaction, bool]:  # fmt: skip
-        """Top up, refund, or grant credits (``kind`` "credit", with an optional end and a
-        priority 0..9999) once per ``order_id``. Returns (transaction, replayed).
+        """Top up, refund, grant credits (``kind`` "credit", with an optional end and a
+        priority 0..9999) or free quota (``kind`` "free_quota" of a ``category``, "ai" or
+        "cloud"), once per ``order_id``. Returns (transaction, replayed).
 
         Raises Conflict when the order id was used for a different move, InvalidRequest when a
         refund exceeds the unspent cash.
@@ -234,7 +235,7 @@ class Wallet:
             "money_move_v4",
             [k.wallet, k.order(order_id), k.transactions, k.ledger, k.grants, k.grant_order],
             [kind, amount, order_id, note, self._ledger_retention, ORDER_RETENTION, ends_ms,
-             priority],
+             priority, category],
         )  # fmt: skip
         status = int(r[0])
         if status == -1:

@@ -59,7 +59,8 @@ def run_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) -
     if problems:
         report(problems)
         return 2
-    report(f"warning: {line}" for line in provider_warnings(settings))
+    report(f"warning: {line}" for line in [*provider_warnings(settings),
+                                           *plan_warnings(settings)])  # fmt: skip
     assert table is not None
     print(f"{settings.source}: ok; {len(settings.providers)} provider(s), "
           f"{len(table.models)} priced model(s) in {table.source}")  # fmt: skip
@@ -149,4 +150,14 @@ def provider_warnings(settings: Settings) -> list[str]:
         "refused with provider_not_configured"
         for index, provider in enumerate(settings.providers)
         if (missing := provider.missing_key()) is not None
+    ]
+
+
+def plan_warnings(settings: Settings) -> list[str]:
+    """One line per plan field this version reads but does not act on yet."""
+    return [
+        f"{settings.source}: plans.{plan.name}.{name}: not enforced by this version (monthly "
+        "limits come with the guards); the plan works without it"
+        for plan in settings.plans.values()
+        for name in plan.not_enforced
     ]

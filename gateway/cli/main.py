@@ -24,7 +24,13 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.billing.lua_scripts import all_sources
 from gateway.cli import operator
-from gateway.cli.config_check import add_config_parser, check_files, provider_warnings, run_config
+from gateway.cli.config_check import (
+    add_config_parser,
+    check_files,
+    plan_warnings,
+    provider_warnings,
+    run_config,
+)
 from gateway.cli.pricing import add_pricing_parser, run_pricing
 from gateway.edge import http_server
 from gateway.observability.logs import configure_logging
@@ -82,7 +88,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return 2
     listener = configure_logging(env.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format,
                                  settings.secrets())  # fmt: skip
-    for line in provider_warnings(settings):  # here, before workers start: once, not per worker
+    # here, before workers start: once, not per worker
+    for line in [*provider_warnings(settings), *plan_warnings(settings)]:
         log.warning("%s", line)
     try:
         return serve(settings, host=args.host, port=args.port, workers=args.workers)

@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,8 @@ from gateway import errors
 from gateway.billing.accounts import HOLD_POLICIES, STATUSES, Directory
 from gateway.billing.feed import read_feed
 from gateway.billing.ledger import export_json
+from gateway.billing.plans import BUILT_IN as BUILT_IN_PLANS
+from gateway.billing.plans import Plan
 from gateway.billing.wallet import Wallet
 from gateway.edge.admin_tokens import AdminTokens
 from gateway.edge.auth import Authenticator
@@ -43,8 +46,10 @@ class Admin:
         auth: Authenticator,
         token_sha256: str,
         redis: Any = None,
+        plans: Mapping[str, Plan] | None = None,
     ) -> None:
         self._redis = redis
+        self._plans = dict(plans or BUILT_IN_PLANS)
         self._directory = directory
         self._wallet = wallet
         self._auth = auth
@@ -114,6 +119,10 @@ class Admin:
             fields["name"] = string_field(body, "name")
         if creating or "plan" in body:
             fields["plan"] = string_field(body, "plan", default="default")
+            if fields["plan"] not in self._plans:
+                raise errors.InvalidRequest(
+                    f"No plan {fields['plan']!r}; the plans are "
+                    f"{', '.join(sorted(self._plans))}.", param="plan")  # fmt: skip
         if "hold_policy" in body:
             policy = body["hold_policy"]
             if policy not in HOLD_POLICIES:
@@ -136,7 +145,16 @@ class Admin:
         await self.check(request)
         fields = self._account_fields(await json_object(request), creating=True)
         account = await self._directory.create_account(fields)
+        await self._grant_free_quota(account.id, self._plans[account.plan])
         return json_response(account.to_json(), status=201)
+
+    async def _grant_free_quota(self, account_id: str, plan: Plan) -> None:
+        """The plan's free quota, granted once when the account is made."""
+        for category, amount in (("ai", plan.free_quota_ai), ("cloud", plan.free_quota_cloud)):
+            if amount:
+                await self._wallet.move_money(
+                    account_id, kind="free_quota", amount=amount, category=category,
+                    order_id=f"free-quota:{category}:start", note=f"{plan.name} plan")  # fmt: skip
 
     async def list_accounts(self, request: web.Request) -> web.Response:
         """A page of accounts (``limit``, default 100), in id order after the cursor ``after``,
@@ -213,7 +231,9 @@ class Admin:
             raise errors.InvalidRequest(
                 "'note' must be a string of at most 500 characters.", param="note"
             )
-        terms: dict[str, int] = {}
+        if kind == "topup":
+            await self._check_topup(account_id, amount)
+        terms: dict[str, Any] = {}
         if kind == "credit":  # a grant: when it ends, and its place in the drain order
             if ";" in order_id:  # the ledger lists grants drawn as "id:amount;..."
                 raise errors.InvalidRequest("A credit's 'order_id' may not contain ';'.",
@@ -230,6 +250,17 @@ class Admin:
             account_id, kind=kind, amount=amount, order_id=order_id, note=note, **terms
         )
         return json_response(txn.to_json(), status=200 if replayed else 201)
+
+    async def _check_topup(self, account_id: str, amount: int) -> None:
+        account = await self._directory.get_account(account_id)
+        plan = self._plans.get(account.plan, BUILT_IN_PLANS["default"])
+        if not plan.can_top_up:
+            raise errors.PlanCannotTopUp(
+                f"The {plan.name!r} plan cannot top up: upgrade the account's plan (e.g. "
+                "PATCH /admin/accounts/{id} with {\"plan\": \"pro\"}) to add funds.")  # fmt: skip
+        problem = plan.check_topup(amount)
+        if problem:
+            raise errors.InvalidRequest(problem, param="amount")
 
     async def credit(self, request: web.Request) -> web.Response:
         """Grant credits (a voucher, a promotion, compensation): spent before cash, highest

@@ -119,7 +119,7 @@ class Gateway:
     ) -> tuple[str, str]:
         """A new account with one key (and a top-up): returns (account id, key secret)."""
         status, acct = await self.admin(
-            "POST", "/admin/accounts", {"name": "acme", "plan": "pro", **fields}
+            "POST", "/admin/accounts", {"name": "acme", "plan": "default", **fields}
         )
         assert status == 201, acct
         status, key = await self.admin(

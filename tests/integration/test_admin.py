@@ -31,10 +31,10 @@ async def test_account_create_get_patch(gateway: Gateway) -> None:
     status, patched = await gateway.admin(
         "PATCH",
         f"/admin/accounts/{acct['id']}",
-        {"plan": "team", "hold_policy": "postpaid", "rpm": 5},
+        {"plan": "max", "hold_policy": "postpaid", "rpm": 5},
     )
     assert status == 200
-    assert (patched["plan"], patched["hold_policy"], patched["rpm"]) == ("team", "postpaid", 5)
+    assert (patched["plan"], patched["hold_policy"], patched["rpm"]) == ("max", "postpaid", 5)
     status, body = await gateway.admin(
         "PATCH", f"/admin/accounts/{acct['id']}", {"hold_policy": "sometimes"}
     )

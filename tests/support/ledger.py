@@ -42,7 +42,8 @@ async def assert_ledger_identity(redis: Any) -> int:
 
         ledger = [f for _, f in await redis.xrange(k.ledger)]
         for kind, total in (("topup", g("topups", 0)), ("refund", g("refunds", 0)),
-                            ("credit", g("granted", 0)), ("credit_expired", g("expired", 0))):
+                            ("credit", g("granted", 0)), ("credit_expired", g("expired", 0)),
+                            ("free_quota", g("free_granted", 0))):
             assert sum(int(f["a"]) for f in ledger if f["t"] == kind) == total, (account_id, kind)
         # The transactions stream lists the same moves (what age has not trimmed of it).
         moves = {(f["t"], f["r"], f["a"]) for f in ledger if f["t"] != "charge"}

@@ -2,13 +2,15 @@
 --
 -- KEYS[1] wallet hash   KEYS[2] the order's key (hash)   KEYS[3] transactions stream
 -- KEYS[4] ledger stream KEYS[5] credit grants hash       KEYS[6] grant order zset
--- ARGV[1] kind: "topup" | "refund" | "credit"
+-- ARGV[1] kind: "topup" | "refund" | "credit" | "free_quota"
 -- ARGV[2] amount, positive integer nanodollars
 -- ARGV[3] order id (a credit's grant id)
 -- ARGV[4] note (free text, may be empty)
 -- ARGV[5] ledger retention s (the transactions and ledger entries are trimmed past it)
 -- ARGV[6] order retention s (how long a replay of the order id answers with its transaction)
 -- ARGV[7] a credit's end, unix ms (0: none)   ARGV[8] a credit's priority, 0..9999
+-- ARGV[9] a free quota's category: "ai" | "cloud" (free quota is not money in: the ledger
+--         has it, the transactions stream does not)
 -- The move is written to the transactions stream (the money flow the wallet lists) and as a
 -- ledger entry ("s": free quota, credits, cash). The order's own key keeps the transaction, so
 -- a replay is answered from it. v4: credits (grants, docs/wallet.md); a refund returns cash
@@ -20,7 +22,7 @@ local MAX = 9007199254740991  -- 2^53 - 1: integers above it are not exact in Lu
 
 if not string.find(ARGV[5], '^%d+$') or not string.find(ARGV[6], '^%d+$')
     or not string.find(ARGV[7], '^%d+$') or not string.find(ARGV[8], '^%d+$')
-    or tonumber(ARGV[8]) > 9999 then
+    or tonumber(ARGV[8]) > 9999 or (ARGV[9] ~= 'ai' and ARGV[9] ~= 'cloud') then
   return redis.error_reply('money_move_v4: malformed arguments')
 end
 local existing = redis.call('HGETALL', KEYS[2])
@@ -31,9 +33,9 @@ if #existing > 0 then
 end
 
 local amount = tonumber(ARGV[2])
-local w = redis.call('HMGET', KEYS[1], 'cash', 'held', 'free_ai', 'credits')
+local w = redis.call('HMGET', KEYS[1], 'cash', 'held', 'free_ai', 'credits', 'free_cloud')
 local cash, held = (w[1] or 0) + 0, (w[2] or 0) + 0
-local others = (w[3] or 0) + (w[4] or 0)
+local others = (w[3] or 0) + (w[4] or 0) + (w[5] or 0)
 local now = now_ms()
 local split = '0,0,' .. ARGV[2]
 
@@ -63,6 +65,14 @@ elseif ARGV[1] == 'credit' then
     end
   end
   split = '0,' .. ARGV[2] .. ',0'
+elseif ARGV[1] == 'free_quota' then
+  if cash + others + amount > MAX then
+    return {-2, fmt(cash + others - held)}
+  end
+  redis.call('HINCRBY', KEYS[1], 'free_' .. ARGV[9], amount)
+  redis.call('HINCRBY', KEYS[1], 'free_granted', amount)
+  others = others + amount
+  split = ARGV[2] .. ',0,0'
 else
   if cash + others + amount > MAX then
     return {-2, fmt(cash + others - held)}
@@ -83,10 +93,12 @@ if ARGV[1] == 'credit' then
   fields[#fields + 1] = ARGV[8]
 end
 local cutoff = fmt(math.max(now - ARGV[5] * 1000, 0))
-local id = redis.call('XADD', KEYS[3], 'MINID', '~', cutoff, 'LIMIT', '100', '*',
-  unpack(fields))
-redis.call('XADD', KEYS[4], 'MINID', '~', cutoff, 'LIMIT', '100', '*',
+local entry = redis.call('XADD', KEYS[4], 'MINID', '~', cutoff, 'LIMIT', '100', '*',
   't', ARGV[1], 'r', ARGV[3], 'a', ARGV[2], 's', split, 'b', balance, 'n', ARGV[4])
+local id = entry
+if ARGV[1] ~= 'free_quota' then
+  id = redis.call('XADD', KEYS[3], 'MINID', '~', cutoff, 'LIMIT', '100', '*', unpack(fields))
+end
 redis.call('HSET', KEYS[2], 'id', id, unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 local out = {1, 'id', id}

@@ -74,8 +74,11 @@ local delta = limited and (rec[2] or 0) - tokens or 0
 local hold_s = redis.call('HGET', KEYS[3], ARGV[1])  -- digits, as admit wrote them
 local hold = (hold_s or 0) + 0
 
--- The grants this request may draw on, in drain order: {member, id, left}.
-local admitted = (rec[10] or 0) + 0
+-- The grants this request may draw on, in drain order: {member, id, left}. Its admission time
+-- is the one its id carries, as end_grants reads it for open holds: one clock for both, so a
+-- grant is either still drawable by this request or finalised, never both (the record's
+-- created_ms is Redis's clock, which may differ from the gateway's by a few ms).
+local admitted = tonumber(string.sub(ARGV[1], 5, 15), 16) or (rec[10] or 0) + 0
 local drawable, usable = {}, 0
 if credits > 0 then
   for _, member in ipairs(redis.call('ZRANGE', KEYS[9], 0, -1)) do
