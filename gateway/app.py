@@ -25,9 +25,11 @@ from gateway.billing.hold_reaper import reap_forever, renew_forever
 from gateway.billing.journal import Journal
 from gateway.billing.lua_scripts import RedisPyScripts, ScriptCaller
 from gateway.billing.records import new_request_id
+from gateway.billing.vouchers import Vouchers
 from gateway.billing.wallet import Wallet
 from gateway.edge.admin import Admin
 from gateway.edge.auth import Authenticator
+from gateway.edge.client_api import ClientApi
 from gateway.edge.http_server import render
 from gateway.edge.httpjson import json_response
 from gateway.edge.model_access import model_list
@@ -199,8 +201,9 @@ def create_app(
                     ledger_retention=settings.ledger_retention)  # fmt: skip
     auth = Authenticator(directory)
     endpoints = default_endpoints(settings.aliases)
+    vouchers = Vouchers(redis, wallet)
     admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256,
-                  redis=redis, plans=settings.plans)  # fmt: skip
+                  redis=redis, plans=settings.plans, vouchers=vouchers)  # fmt: skip
 
     app = web.Application(
         middlewares=[error_middleware(breaker)], client_max_size=settings.max_body_bytes + 1
@@ -267,22 +270,6 @@ def create_app(
     async def proxied(request: web.Request) -> web.StreamResponse:
         return await request.app[PROXY].handle(request)
 
-    async def my_wallet(request: web.Request) -> web.Response:
-        caller = await auth.authenticate(request.headers)
-        return json_response((await wallet.view(caller.account.id)).to_json())
-
-    async def models(request: web.Request) -> web.Response:
-        caller = await auth.authenticate(request.headers)
-        return json_response(model_list(holder.table, settings.providers, caller.key.models))
-
-    async def my_request(request: web.Request) -> web.Response:
-        caller = await auth.authenticate(request.headers)
-        rid = request.match_info["request_id"]
-        record = await wallet.request_view(caller.account.id, rid)
-        if record is None:
-            raise errors.NotFound(f"No request {rid!r} for this account.")
-        return json_response(record)
-
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
@@ -305,9 +292,8 @@ def create_app(
     app.add_routes(
         [
             *(web.post("/v1" + path, proxied) for path in endpoints),
-            web.get("/v1/models", models),
-            web.get("/v1/wallet", my_wallet),
-            web.get("/v1/requests/{request_id}", my_request),
+            *ClientApi(auth=auth, wallet=wallet, vouchers=vouchers, pricing=holder,
+                       providers=settings.providers).routes(),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
             web.get("/metrics", metrics_handler(metrics, settings.metrics_token)),

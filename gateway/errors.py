@@ -7,6 +7,7 @@ always OpenAI-shaped: ``{"error": {"message", "type", "code", "param"}}``.
     ├── InvalidRequest          400 invalid_request
     │   ├── ModelNotPriced      400 model_not_priced
     │   ├── ProviderNotConfigured 400 provider_not_configured (no API key for its provider)
+    │   ├── VoucherInvalid      400 voucher_invalid       (unknown, used up, expired, used)
     │   └── NotFound            404 not_found
     ├── InvalidApiKey           401 invalid_api_key
     ├── AdminUnauthorized       401 invalid_admin_token
@@ -74,6 +75,10 @@ class ProviderNotConfigured(InvalidRequest):
     ``model_not_priced``, since retrying cannot help until the operator sets the key."""
 
     code = "provider_not_configured"
+
+
+class VoucherInvalid(InvalidRequest):
+    code = "voucher_invalid"
 
 
 class NotFound(InvalidRequest):

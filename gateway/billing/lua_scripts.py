@@ -18,6 +18,7 @@ SCRIPT_NAMES = (
     "settle_v7",
     "money_move_v4",
     "sweep_v2",
+    "voucher_redeem_v1",
     "renew_v1",
     "relay_append_v1",
     "relay_mark_v1",

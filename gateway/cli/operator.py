@@ -4,6 +4,7 @@
     tollgate keys create|list|revoke ...
     tollgate topup ACCOUNT AMOUNT --order-id ID      tollgate refund ACCOUNT AMOUNT --order-id ID
     tollgate credit ACCOUNT AMOUNT --order-id ID [--expires-at T] [--priority N]
+    tollgate vouchers create AMOUNT [--max N] [--valid-until T] [--credit-expires-at T]
     tollgate wallet ACCOUNT                          tollgate transactions ACCOUNT [--csv]
     tollgate admin-token rotate [--grace SECONDS]
 
@@ -27,8 +28,8 @@ from rich.table import Table
 
 from gateway.cli.admin_client import DEFAULT_URL, AdminClient, AdminError, find_token
 
-COMMANDS = ("accounts", "keys", "topup", "refund", "credit", "wallet", "transactions",
-            "admin-token")
+COMMANDS = ("accounts", "keys", "topup", "refund", "credit", "vouchers", "wallet",
+            "transactions", "admin-token")
 ACCOUNT_COLUMNS = ("id", "name", "plan", "status", "hold_policy", "rpm", "tpm", "created_at")
 KEY_COLUMNS = ("id", "project", "name", "rpm", "tpm", "models", "expires_at", "created_at")
 TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note")
@@ -227,6 +228,23 @@ _money_command("refund", "refunds", "Return unused cash from ACCOUNT's wallet (A
 def credit(client: AdminClient, out: Out, account: str, **fields: Any) -> None:
     """Grant ACCOUNT credits (AMOUNT in USD), spent before its cash."""
     out.record(client.call("POST", f"/admin/accounts/{_seg(account)}/credits", _present(**fields)))
+
+
+@cli.group()
+def vouchers() -> None:
+    """Voucher codes, each worth a credit grant to the accounts that redeem it."""
+
+
+@vouchers.command("create")
+@click.argument("amount")
+@click.option("--max", "max_redemptions", type=click.IntRange(1), default=None,
+              help="how many accounts may redeem it (default 1)")
+@click.option("--valid-until", default=None, help="RFC 3339: the last moment to redeem it")
+@click.option("--credit-expires-at", default=None, help="RFC 3339: when its credit ends")
+@click.option("--code", default=None, help="your own code (A-Z, 0-9, '-'); default: made up")
+@admin_command
+def vouchers_create(client: AdminClient, out: Out, **fields: Any) -> None:
+    out.record(client.call("POST", "/admin/vouchers", _present(**fields)))
 
 
 @cli.command()

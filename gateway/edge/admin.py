@@ -19,6 +19,8 @@ from gateway.billing.feed import read_feed
 from gateway.billing.ledger import export_json
 from gateway.billing.plans import BUILT_IN as BUILT_IN_PLANS
 from gateway.billing.plans import Plan
+from gateway.billing.vouchers import CODE as VOUCHER_CODE
+from gateway.billing.vouchers import Voucher, Vouchers
 from gateway.billing.wallet import Wallet
 from gateway.edge.admin_tokens import AdminTokens
 from gateway.edge.auth import Authenticator
@@ -47,8 +49,10 @@ class Admin:
         token_sha256: str,
         redis: Any = None,
         plans: Mapping[str, Plan] | None = None,
+        vouchers: Vouchers | None = None,
     ) -> None:
         self._redis = redis
+        self._vouchers = vouchers or Vouchers(redis, wallet)
         self._plans = dict(plans or BUILT_IN_PLANS)
         self._directory = directory
         self._wallet = wallet
@@ -68,6 +72,7 @@ class Admin:
             web.post("/admin/accounts/{id}/topups", self.topup),
             web.post("/admin/accounts/{id}/refunds", self.refund),
             web.post("/admin/accounts/{id}/credits", self.credit),
+            web.post("/admin/vouchers", self.create_voucher),
             web.get("/admin/accounts/{id}/wallet", self.wallet),
             web.get("/admin/accounts/{id}/transactions", self.transactions),
             web.get("/admin/ledger", self.ledger),
@@ -219,12 +224,7 @@ class Admin:
         account_id = request.match_info["id"]
         await self._directory.get_account(account_id)
         body = await json_object(request)
-        try:
-            amount = parse_usd(body.get("amount"), field="amount")
-        except ValueError as exc:
-            raise errors.InvalidRequest(str(exc), param="amount") from None
-        if amount <= 0:
-            raise errors.InvalidRequest("'amount' must be greater than zero.", param="amount")
+        amount = amount_field(body)
         order_id = string_field(body, "order_id")
         note = body.get("note", "")
         if not isinstance(note, str) or len(note) > 500:
@@ -261,6 +261,25 @@ class Admin:
         problem = plan.check_topup(amount)
         if problem:
             raise errors.InvalidRequest(problem, param="amount")
+
+    async def create_voucher(self, request: web.Request) -> web.Response:
+        """A voucher code worth ``amount`` of credits to each of ``max_redemptions`` accounts,
+        redeemable until ``valid_until``; its credit ends at ``credit_expires_at``."""
+        await self.check(request)
+        body = await json_object(request)
+        amount = amount_field(body)
+        most = body.get("max_redemptions", 1)
+        if type(most) is not int or not 1 <= most <= 10**9:
+            raise errors.InvalidRequest("'max_redemptions' must be a positive integer.",
+                                        param="max_redemptions")  # fmt: skip
+        code = body.get("code") or ""
+        if code and (not isinstance(code, str) or not VOUCHER_CODE.fullmatch(code)):
+            raise errors.InvalidRequest("'code' must be 3 to 64 of A-Z, 0-9 and '-', starting "
+                                        "with a letter or digit.", param="code")  # fmt: skip
+        made = await self._vouchers.create(Voucher(
+            code, amount, most, expiry_field(body, "valid_until") * 1000,
+            expiry_field(body, "credit_expires_at") * 1000))  # fmt: skip
+        return json_response(made.to_json(), status=201)
 
     async def credit(self, request: web.Request) -> web.Response:
         """Grant credits (a voucher, a promotion, compensation): spent before cash, highest
@@ -310,6 +329,17 @@ class Admin:
         rows = await read_feed(self._redis, after, limit)
         body = b"".join(orjson.dumps(export_json(*row)) + b"\n" for row in rows)
         return web.Response(body=body, content_type="application/x-ndjson")
+
+
+def amount_field(body: dict[str, Any]) -> int:
+    """``amount``: a positive USD amount as a decimal string, in nanodollars."""
+    try:
+        amount = parse_usd(body.get("amount"), field="amount")
+    except ValueError as exc:
+        raise errors.InvalidRequest(str(exc), param="amount") from None
+    if amount <= 0:
+        raise errors.InvalidRequest("'amount' must be greater than zero.", param="amount")
+    return amount
 
 
 def _iso_ms(ms: int) -> str:

@@ -139,3 +139,14 @@ def admin_token_hash() -> str:
 def admin_tokens() -> str:
     """Hash: SHA-256 of a rotated admin token -> when it ends (unix ms; 0: never)."""
     return f"{PREFIX}:admin_tokens"
+
+
+def voucher(code: str) -> str:
+    """Hash: a voucher's terms (amount, max_redemptions, used, valid_until_ms,
+    credit_ends_ms, created_at); one hash tag per code, shared with its redemptions."""
+    return f"{PREFIX}:{{v:{code}}}:voucher"
+
+
+def voucher_redeemed(code: str) -> str:
+    """Set: the accounts that redeemed the voucher (once each)."""
+    return f"{PREFIX}:{{v:{code}}}:redeemed"

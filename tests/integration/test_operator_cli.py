@@ -112,6 +112,14 @@ async def test_money_commands_as_tables_and_json(cli: Cli) -> None:
     assert out.splitlines()[0].startswith("id,type,amount,order_id") and len(out.splitlines()) == 7
 
 
+async def test_vouchers_create_as_table_and_json(cli: Cli) -> None:
+    made = cli.json("vouchers", "create", "5.00", "--max", "3", "--code", "WELCOME-1")
+    assert made == {"code": "WELCOME-1", "amount": "5.00", "max_redemptions": 3,
+                    "valid_until": None, "credit_expires_at": None}  # fmt: skip
+    out, _ = cli.run("vouchers", "create", "1.00")
+    assert "TG-" in out and "1.00" in out
+
+
 async def test_failures_are_one_line_and_a_non_zero_exit(
     cli: Cli, monkeypatch: Any, tmp_path: Path
 ) -> None:
