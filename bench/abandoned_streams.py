@@ -261,26 +261,6 @@ async def one_round(n: int, clients: int, http: aiohttp.ClientSession, url: str,
                  heap["traced"] / 2**20 if heap else None, heap.get("objects"))  # fmt: skip
 
 
-def write_config(scratch: Path, upstream: str) -> Path:
-    (scratch / "pricing.yaml").write_text(PRICING)
-    config = scratch / "gateway.yaml"
-    config.write_text(
-        f"""\
-redis_url: null            # TOLLGATE_REDIS_URL points at the bench's Redis
-data_dir: {scratch / "data"}
-pricing_file: pricing.yaml
-client_write_timeout: {WRITE_TIMEOUT}
-providers:
-  - name: openai
-    kind: openai
-    base_url: {upstream}/v1
-    api_key: sk-x
-    models: ["gpt-*"]
-"""
-    )
-    return config
-
-
 async def run(rounds: int, clients: int, pad: int, scratch: Path,
               trace: Path | None) -> dict[str, Any]:  # fmt: skip
     upstream = PaddedUpstream(pad)
@@ -292,7 +272,9 @@ async def run(rounds: int, clients: int, pad: int, scratch: Path,
     redis, gateway = None, None
     try:
         redis, redis_url = await asyncio.to_thread(stack.start_redis, scratch, None)
-        config = write_config(scratch, f"http://127.0.0.1:{up_port}")
+        config = stack.write_gateway_config(
+            scratch, f"http://127.0.0.1:{up_port}", pricing=PRICING,
+            extra=f"client_write_timeout: {WRITE_TIMEOUT}\n")
         if trace is not None:  # the gateway inherits these (and only it runs Python)
             (scratch / "site").mkdir()
             (scratch / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)

@@ -198,15 +198,19 @@ def start_passthrough(
     return proc, f"http://127.0.0.1:{port}"
 
 
-def write_gateway_config(scratch: Path, upstream: str) -> Path:
-    (scratch / "pricing.yaml").write_text(PRICING)
+def write_gateway_config(
+    scratch: Path, upstream: str, *, pricing: str = PRICING, extra: str = ""
+) -> Path:
+    """The gateway's config (and its pricing file) in ``scratch``; ``extra``: more top-level
+    YAML lines."""
+    (scratch / "pricing.yaml").write_text(pricing)
     config = scratch / "gateway.yaml"
     config.write_text(
         f"""\
 redis_url: null            # TOLLGATE_REDIS_URL points at the bench's Redis
 data_dir: {scratch / "data"}
 pricing_file: pricing.yaml
-providers:
+{extra}providers:
   - name: bench
     kind: openai
     base_url: {upstream}/v1
