@@ -78,7 +78,13 @@ async def test_redis_restart_under_load(
                 assert r.status == 200
             # Nothing went upstream while billing was down; the books add up exactly.
             assert len(upstream.requests) == requests_before + 1 + 5
-            wallet = await gw.wallet(account)
+            # The settle that met the outage waits in the journal, replayed with a backoff of
+            # up to 5 s: its hold goes once the replay runs, not when Redis comes back.
+            for _ in range(200):
+                wallet = await gw.wallet(account)
+                if wallet["held"] == "0.00":
+                    break
+                await asyncio.sleep(0.05)
             assert wallet["balance"] == "0.986"  # 1.00 - 7 requests x 0.002
             assert wallet["held"] == "0.00"
             assert await assert_ledger_identity(client) == 1
