@@ -310,8 +310,27 @@ class Wallet:
         await self.settled(account_id)
         return await records.request_view(self._redis, account_id, request_id)
 
-    async def transactions(self, account_id: str, *, limit: int = 100) -> list[Transaction]:
-        """Newest first."""
-        entries = await self._redis.xrevrange(AccountKeys(account_id).transactions, count=limit)
-        return [transaction_from(as_text(entry_id), flatten_fields(fields))
-                for entry_id, fields in entries]  # fmt: skip
+    async def transactions(
+        self, account_id: str, *, limit: int = 100, before: str = "", types: frozenset[str] = (
+            frozenset()), from_ms: int = 0, to_ms: int = 0,
+    ) -> tuple[list[Transaction], str | None]:  # fmt: skip
+        """Newest first: up to ``limit`` of the given ``types`` (all when empty) made from
+        ``from_ms`` to ``to_ms`` (0: no bound), older than the cursor ``before``; and the
+        cursor of the next page (None: no more)."""
+        key = AccountKeys(account_id).transactions
+        if before and all(int(half) == 0 for half in before.split("-")):
+            return [], None  # nothing is older than the first id (and Redis refuses "(0-0")
+        high = "(" + before if before else (str(to_ms) if to_ms else "+")
+        low = str(from_ms) if from_ms else "-"
+        found: list[Transaction] = []
+        while True:
+            batch = await self._redis.xrevrange(key, high, low, count=max(limit, 100))
+            for entry_id, fields in batch:
+                txn = transaction_from(as_text(entry_id), flatten_fields(fields))
+                if not types or txn.type in types:
+                    found.append(txn)
+                    if len(found) == limit:
+                        return found, txn.id
+            if len(batch) < max(limit, 100):
+                return found, None
+            high = "(" + as_text(batch[-1][0])

@@ -266,7 +266,8 @@ def transactions(client: AdminClient, out: Out, account: str, as_csv: bool, limi
     if as_csv:
         sys.stdout.write(client.call("GET", path, query={"format": "csv", "limit": limit}))
         return
-    out.rows(client.call("GET", path, query={"limit": limit})["data"], TXN_COLUMNS)
+    page = client.call("GET", path, query={"limit": limit})
+    out.rows(page["data"], TXN_COLUMNS, next=page.get("next"))
 
 
 @cli.group("admin-token")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -22,6 +19,14 @@ from gateway.billing.plans import Plan
 from gateway.billing.vouchers import CODE as VOUCHER_CODE
 from gateway.billing.vouchers import Voucher, Vouchers
 from gateway.billing.wallet import Wallet
+from gateway.edge.admin_fields import (
+    amount_field,
+    expiry_field,
+    is_ledger_cursor,
+    iso_ms,
+    query_limit,
+    time_param,
+)
 from gateway.edge.admin_tokens import AdminTokens
 from gateway.edge.auth import Authenticator
 from gateway.edge.httpjson import (
@@ -31,11 +36,9 @@ from gateway.edge.httpjson import (
     models_field,
     string_field,
 )
-from pricing import parse_usd
 
 ACCOUNT_FIELDS = {"name", "plan", "hold_policy", "rpm", "tpm", "status"}
-LEDGER_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # ASCII: Python's \d is any digit
-LAST_STREAM_ID = 2**64 - 1  # each half of a Redis stream id is an unsigned 64-bit integer
+TXN_TYPES = frozenset({"topup", "refund", "credit", "credit_expired"})
 TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note")
 
 
@@ -103,7 +106,7 @@ class Admin:
         token, ends = await self.tokens.rotate(current, grace)
         return json_response({
             "token": token,
-            "previous_valid_until": _iso_ms(ends) if ends is not None else None,
+            "previous_valid_until": iso_ms(ends) if ends is not None else None,
             "note": "The token used for this call stays valid until it ends"
             if ends is not None else "The token used for this call is configured "
             "(TOLLGATE_ADMIN_TOKEN): it stays valid until the configuration drops it.",
@@ -303,15 +306,28 @@ class Admin:
         await self.check(request)
         account_id = request.match_info["id"]
         await self._directory.get_account(account_id)
-        limit = query_limit(request.query.get("limit", "100"), 10_000)
-        rows = [t.to_json() for t in await self._wallet.transactions(account_id, limit=limit)]
-        if request.query.get("format") == "csv":
+        query = request.query
+        limit = query_limit(query.get("limit", "100"), 10_000)
+        before = query.get("before", "")
+        if before and not is_ledger_cursor(before):
+            raise errors.InvalidRequest("'before' must be a cursor from this API.",
+                                        param="before")  # fmt: skip
+        types = frozenset(t for t in query.get("type", "").split(",") if t)
+        if types - TXN_TYPES:
+            raise errors.InvalidRequest(
+                f"'type' must be among {', '.join(sorted(TXN_TYPES))} (comma-separated).",
+                param="type")  # fmt: skip
+        txns, next_page = await self._wallet.transactions(
+            account_id, limit=limit, before=before, types=types,
+            from_ms=time_param(query, "from"), to_ms=time_param(query, "to"))  # fmt: skip
+        rows = [t.to_json() for t in txns]
+        if query.get("format") == "csv":
             out = io.StringIO()
             writer = csv.DictWriter(out, fieldnames=TXN_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
             return web.Response(text=out.getvalue(), content_type="text/csv")
-        return json_response({"data": rows})
+        return json_response({"data": rows, "next": next_page})
 
     async def ledger(self, request: web.Request) -> web.Response:
         """Every account's ledger entries in the feed's order, as JSON lines, after a cursor."""
@@ -329,61 +345,3 @@ class Admin:
         rows = await read_feed(self._redis, after, limit)
         body = b"".join(orjson.dumps(export_json(*row)) + b"\n" for row in rows)
         return web.Response(body=body, content_type="application/x-ndjson")
-
-
-def amount_field(body: dict[str, Any]) -> int:
-    """``amount``: a positive USD amount as a decimal string, in nanodollars."""
-    try:
-        amount = parse_usd(body.get("amount"), field="amount")
-    except ValueError as exc:
-        raise errors.InvalidRequest(str(exc), param="amount") from None
-    if amount <= 0:
-        raise errors.InvalidRequest("'amount' must be greater than zero.", param="amount")
-    return amount
-
-
-def _iso_ms(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
-
-
-def query_limit(text: str, most: int) -> int:
-    """``limit`` from a query string: an integer from 1 to ``most``, else 400."""
-    try:
-        limit = int(text) if text.isascii() and text.isdigit() else -1
-    except ValueError:
-        limit = -1
-    if not 1 <= limit <= most:
-        raise errors.InvalidRequest(f"'limit' must be an integer from 1 to {most}.",
-                                    param="limit")  # fmt: skip
-    return limit
-
-
-def expiry_field(body: dict[str, Any], name: str) -> int:
-    """An expiry: an RFC 3339 time in the future (``2027-01-31T00:00:00Z``), or null/absent
-    for never; as unix seconds (0: never)."""
-    value = body.get(name)
-    if value is None:
-        return 0
-    try:
-        when = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        raise errors.InvalidRequest(
-            f"'{name}' must be an RFC 3339 time with a zone (e.g. 2027-01-31T00:00:00Z), or "
-            "null.", param=name)  # fmt: skip
-    seconds = int(when.timestamp())
-    if seconds <= time.time():
-        raise errors.InvalidRequest(f"'{name}' must be in the future.", param=name)
-    return seconds
-
-
-def is_ledger_cursor(text: str) -> bool:
-    """Whether Redis can read the feed after ``text``: two integers that fit a stream id and
-    are not the last id of all (Redis refuses each of these, and a refusal is taken for Redis
-    failing: 503, and the breaker opens for every request)."""
-    match = LEDGER_CURSOR.fullmatch(text)
-    if match is None:
-        return False
-    ms, seq = int(match[1]), int(match[2])
-    return ms <= LAST_STREAM_ID and seq <= LAST_STREAM_ID and (ms, seq) != (LAST_STREAM_ID,) * 2

@@ -152,3 +152,36 @@ async def test_key_limits_are_validated(gateway: Gateway) -> None:
     assert status == 400 and body["error"]["param"] == "rpm"
     status, body = await gateway.admin("POST", "/admin/accounts/nope/keys", {})
     assert status == 404
+
+
+async def test_transactions_filter_by_type_and_time_and_page_by_cursor(gateway: Gateway) -> None:
+    account, _ = await gateway.account(topup="10.00")
+    path = f"/admin/accounts/{account}"
+    for n, (kind, amount) in enumerate([("refunds", "1.00"), ("credits", "2.00"),
+                                        ("topups", "3.00"), ("credits", "4.00")]):
+        status, body = await gateway.admin("POST", f"{path}/{kind}",
+                                           {"amount": amount, "order_id": f"m{n}"})  # fmt: skip
+        assert status == 201, body
+    status, page = await gateway.admin("GET", f"{path}/transactions?type=credit")
+    assert [t["amount"] for t in page["data"]] == ["4.00", "2.00"] and page["next"] is None
+    seen, before = [], ""
+    while True:
+        status, page = await gateway.admin(
+            "GET", f"{path}/transactions?limit=2&type=topup,refund&before={before}")
+        assert status == 200, page
+        seen += [t["order_id"] for t in page["data"]]
+        if page["next"] is None:
+            break
+        before = page["next"]
+    assert seen == ["m2", "m0", f"seed-{account}"]
+    status, page = await gateway.admin("GET", f"{path}/transactions?from=2099-01-01")
+    assert page["data"] == []
+    status, page = await gateway.admin("GET", f"{path}/transactions?to=2000-01-01T00:00:00Z")
+    assert page["data"] == []
+    status, page = await gateway.admin("GET", f"{path}/transactions?from=2000-01-01")
+    assert len(page["data"]) == 5
+    status, page = await gateway.admin("GET", f"{path}/transactions?before=0000-0000")
+    assert (status, page["data"], page["next"]) == (200, [], None)  # found by schemathesis
+    for bad in ("type=charge", "from=yesterday", "before=x", "to=2027-01-01T00:00:00"):
+        status, body = await gateway.admin("GET", f"{path}/transactions?{bad}")
+        assert status == 400, (bad, body)
