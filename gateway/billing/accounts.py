@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from gateway import errors
+from gateway.billing.timestamps import utc
 from gateway.store.keys import AccountKeys, accounts_index, api_key_by_hash, api_key_by_id
 
 KEY_PREFIX = "tg-"
@@ -59,7 +60,7 @@ class ApiKey:
             "tpm": self.tpm or None,
             "models": list(self.models) if self.models is not None else None,
             "created_at": self.created_at,
-            "expires_at": _iso(self.expires_at) if self.expires_at else None,
+            "expires_at": utc(self.expires_at) if self.expires_at else None,
         }
 
 
@@ -88,11 +89,7 @@ class Account:
 
 
 def _now_iso() -> str:
-    return _iso(time.time())
-
-
-def _iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    return utc(time.time())
 
 
 def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
+from gateway.billing.timestamps import utc_ms
 from gateway.billing.wallet import Wallet
 from gateway.billing.wallet_view import Transaction
 from gateway.store.keys import voucher, voucher_redeemed
@@ -30,8 +30,8 @@ def new_code() -> str:
     return "TG-" + "-".join(groups)
 
 
-def _iso(ms: int) -> str | None:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000)) if ms else None
+def _when(ms: int) -> str | None:
+    return utc_ms(ms) if ms else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +45,8 @@ class Voucher:
     def to_json(self) -> dict[str, Any]:
         return {"code": self.code, "amount": format_usd(self.amount),
                 "max_redemptions": self.max_redemptions,
-                "valid_until": _iso(self.valid_until_ms),
-                "credit_expires_at": _iso(self.credit_ends_ms)}  # fmt: skip
+                "valid_until": _when(self.valid_until_ms),
+                "credit_expires_at": _when(self.credit_ends_ms)}  # fmt: skip
 
 
 class Vouchers:

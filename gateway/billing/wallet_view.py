@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.billing.timestamps import utc_ms
 from gateway.store.replies import as_text
 from pricing import format_usd
 
@@ -34,7 +35,7 @@ class Transaction:
             "amount": format_usd(self.amount),
             "order_id": self.order_id,
             "balance_after": format_usd(self.balance),
-            "created_at": _iso(self.created_ms),
+            "created_at": utc_ms(self.created_ms, millis=True),
             "note": self.note,
         }
 
@@ -50,7 +51,7 @@ class Grant:
 
     def to_json(self) -> dict[str, object]:
         return {"id": self.id, "remaining": format_usd(self.remaining),
-                "expires_at": _iso(self.ends_ms) if self.ends_ms else None,
+                "expires_at": utc_ms(self.ends_ms, millis=True) if self.ends_ms else None,
                 "priority": self.priority}  # fmt: skip
 
 
@@ -103,10 +104,6 @@ class WalletView:
 def month_field(now: float) -> str:
     """The wallet field of the month ``now`` (seconds, from Redis's clock) falls in."""
     return "spend:" + time.strftime("%Y-%m", time.gmtime(now))
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 
 def flatten_fields(fields: Mapping[Any, Any]) -> list[Any]:

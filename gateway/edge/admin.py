@@ -16,6 +16,7 @@ from gateway.billing.feed import read_feed
 from gateway.billing.ledger import export_json
 from gateway.billing.plans import BUILT_IN as BUILT_IN_PLANS
 from gateway.billing.plans import Plan
+from gateway.billing.timestamps import utc_ms
 from gateway.billing.vouchers import CODE as VOUCHER_CODE
 from gateway.billing.vouchers import Voucher, Vouchers
 from gateway.billing.wallet import Wallet
@@ -23,7 +24,6 @@ from gateway.edge.admin_fields import (
     amount_field,
     expiry_field,
     is_ledger_cursor,
-    iso_ms,
     query_limit,
     time_param,
 )
@@ -106,7 +106,7 @@ class Admin:
         token, ends = await self.tokens.rotate(current, grace)
         return json_response({
             "token": token,
-            "previous_valid_until": iso_ms(ends) if ends is not None else None,
+            "previous_valid_until": utc_ms(ends) if ends is not None else None,
             "note": "The token used for this call stays valid until it ends"
             if ends is not None else "The token used for this call is configured "
             "(TOLLGATE_ADMIN_TOKEN): it stays valid until the configuration drops it.",

@@ -27,10 +27,6 @@ def amount_field(body: dict[str, Any]) -> int:
     return amount
 
 
-def iso_ms(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
-
-
 def query_limit(text: str, most: int) -> int:
     """``limit`` from a query string: an integer from 1 to ``most``, else 400."""
     try:
