@@ -57,6 +57,21 @@ class AccountKeys:
         """Zset (scores 0): the grants in drain order, as sortable members (billing/lua)."""
         return f"{self.tag}:grant_order"
 
+    @property
+    def receipts(self) -> str:
+        """Hash: receipt number -> the receipt as JSON, written with its top-up (money_move)."""
+        return f"{self.tag}:receipts"
+
+    @property
+    def cash_lots(self) -> str:
+        """Hash: top-up order id -> what is left of it unspent and unrefunded (nanodollars)."""
+        return f"{self.tag}:lots"
+
+    @property
+    def cash_lot_order(self) -> str:
+        """Zset: the cash lots, scored by when they came in (spent oldest first)."""
+        return f"{self.tag}:lot_order"
+
     def order(self, order_id: str) -> str:
         """Hash: the transaction an order id made (idempotency of money moves), kept for the
         order retention, apart from the transactions stream (which is trimmed by age)."""
