@@ -89,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         help="where Redis runs: on the load core (default) or on the gateway's core, where "
         "Tollgate pays for its Redis but every request crosses it twice more",
     )
+    parser.add_argument(
+        "--grants",
+        type=int,
+        default=5,
+        metavar="N",
+        help="credit grants on the bench account besides its cash (default 5; 0 for revisions "
+        "from before credits)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
     args = parser.parse_args(argv)
 
@@ -176,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         config = stack.write_gateway_config(scratch, origin)
         gw1, gw1_url = stack.start_gateway(scratch, gw_cpus, config, redis_url, workers=1, src=src)
         bench.procs.append(gw1)
-        account, key = stack.provision(gw1_url, "1000000.00")
-        log(f"Tollgate 1 worker up at {gw1_url} (pid {gw1.pid}); account {account} funded")
+        account, key = stack.provision(gw1_url, "1000000.00", grants=args.grants)
+        log(f"Tollgate 1 worker up at {gw1_url} (pid {gw1.pid}); account {account} funded "
+            f"(cash and {args.grants} credit grants)")
 
         targets = [
             Target("direct", origin, None, lambda: [upstream.pid]),

@@ -269,8 +269,10 @@ def admin(url: str, method: str, path: str, body: dict[str, Any]) -> tuple[int, 
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def provision(url: str, topup: str) -> tuple[str, str]:
-    """An account with one unlimited key and a big top-up; returns (account id, key)."""
+def provision(url: str, topup: str, grants: int = 0) -> tuple[str, str]:
+    """An account with one unlimited key, a big top-up and ``grants`` big credit grants (with
+    priorities and ends, so every charge drains the first grant in the order and the wallet
+    has all its kinds of money); returns (account id, key)."""
     status, acct = admin(url, "POST", "/admin/accounts", {"name": "bench", "plan": "default"})
     if status != 201:
         raise RuntimeError(f"create account: {status} {acct}")
@@ -285,6 +287,13 @@ def provision(url: str, topup: str) -> tuple[str, str]:
     )
     if status != 201:
         raise RuntimeError(f"top-up: {status} {txn}")
+    ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 86400))
+    for n in range(grants):
+        terms = {"amount": topup, "order_id": f"{order}-g{n}", "priority": n % 3,
+                 "expires_at": ends if n % 2 else None}  # fmt: skip
+        status, txn = admin(url, "POST", f"/admin/accounts/{acct['id']}/credits", terms)
+        if status != 201:
+            raise RuntimeError(f"credit grant: {status} {txn}")
     return acct["id"], key["key"]
 
 

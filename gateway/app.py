@@ -21,9 +21,11 @@ from gateway.apis import default_endpoints
 from gateway.apis.tokens import TokenCounter
 from gateway.billing.accounts import Directory
 from gateway.billing.feed import LedgerRelay
+from gateway.billing.free_renewal import FreeQuotaRenewer, renew_free_quota_forever
 from gateway.billing.hold_reaper import reap_forever, renew_forever
 from gateway.billing.journal import Journal
 from gateway.billing.lua_scripts import RedisPyScripts, ScriptCaller
+from gateway.billing.receipts import Receipts
 from gateway.billing.records import new_request_id
 from gateway.billing.vouchers import Vouchers
 from gateway.billing.wallet import Wallet
@@ -35,6 +37,7 @@ from gateway.edge.httpjson import json_response
 from gateway.edge.model_access import model_list
 from gateway.edge.openapi import openapi_route
 from gateway.edge.proxy import REQUEST_ID, Proxy
+from gateway.edge.receipts_api import ReceiptsApi
 from gateway.observability.metrics import Metrics, exposition
 from gateway.prices.holder import PricingHolder
 from gateway.prices.loading import load_pricing
@@ -58,6 +61,7 @@ PRICING = web.AppKey("pricing", PricingHolder)
 WALLET = web.AppKey("wallet", Wallet)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
+FREE_RENEWAL = web.AppKey("free_renewal", FreeQuotaRenewer)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -202,6 +206,8 @@ def create_app(
     auth = Authenticator(directory)
     endpoints = default_endpoints(settings.aliases)
     vouchers = Vouchers(redis, wallet)
+    renewer = FreeQuotaRenewer(redis, scripts, directory, settings.plans, on_ledger=relay.touched,
+                               ledger_retention=settings.ledger_retention)  # fmt: skip
     admin = Admin(directory=directory, wallet=wallet, auth=auth, token_sha256=admin_token_sha256,
                   redis=redis, plans=settings.plans, vouchers=vouchers)  # fmt: skip
 
@@ -213,6 +219,7 @@ def create_app(
     app[WALLET] = wallet
     app[AUTH] = auth
     app[METRICS] = metrics
+    app[FREE_RENEWAL] = renewer
     app.cleanup_ctx.append(metrics.publishing)  # first in, so last out
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -238,6 +245,10 @@ def create_app(
             asyncio.create_task(app[PROXY].cut_stalled_streams(), name="stalled streams"),
             asyncio.create_task(relay.run_forever(), name="ledger relay"),
             asyncio.create_task(reap_forever(redis, wallet, reap_every), name="hold reaper"),
+            asyncio.create_task(
+                renew_free_quota_forever(renewer, redis, settings.free_renewal_interval),
+                name="free quota renewal",
+            ),
             asyncio.create_task(
                 reloader.watch(settings.pricing_poll_interval), name="pricing reload"
             ),
@@ -299,6 +310,8 @@ def create_app(
             web.get("/metrics", metrics_handler(metrics, settings.metrics_token)),
             openapi_route(),
             *admin.routes(),
+            *ReceiptsApi(check=admin.check, directory=directory, auth=auth,
+                         receipts=Receipts(redis), issuer=settings.receipt_issuer).routes(),
         ]
     )
     return app

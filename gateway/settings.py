@@ -18,6 +18,7 @@ import yaml
 
 from gateway.billing.plans import BUILT_IN as BUILT_IN_PLANS
 from gateway.billing.plans import Plan, PlanError, parse_plans
+from gateway.billing.receipts import Issuer, parse_issuer
 from pricing.exact_yaml import DuplicateKeyError, UniqueKeyLoader
 
 PROVIDER_KINDS = ("openai", "anthropic", "mock")
@@ -65,6 +66,7 @@ class Settings:
     record_ttl: int = 86400  # a settled request's marker (fast lookups, replies to replays)
     ledger_retention: int = 90 * 86400
     default_max_output_tokens: int = 4096
+    hold_output_tokens: int | None = 1024  # held without max_tokens (gateway.billing.holds)
     shutdown_timeout: float = 30.0
     redis_cluster: bool = False
     redis_timeout: float = 2.0
@@ -77,11 +79,13 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)  # bearer token for /metrics
     pool_size: int = 1000
     pricing_poll_interval: float = 2.0
+    free_renewal_interval: float = 60.0  # s between looks for a new month (billing.free_renewal)
     log_format: str = "json"
     journal_fsync: str = "interval"  # always | interval | never (gateway.billing.journal)
     journal_stream_interval: float = 2.0  # seconds between journaled progress of a stream
     aliases: Mapping[str, str] = field(default_factory=dict)  # model name clients use -> model
     plans: Mapping[str, Plan] = field(default_factory=lambda: dict(BUILT_IN_PLANS))
+    receipt_issuer: Issuer | None = None  # who the receipts name as their issuer
     # Where workers publish their metrics for each other; set by ``tollgate serve --workers N``,
     # never read from the file.
     metrics_dir: Path | None = None
@@ -112,6 +116,7 @@ _TOP_LEVEL = {
     "record_ttl",
     "ledger_retention",
     "default_max_output_tokens",
+    "hold_output_tokens",
     "shutdown_timeout",
     "redis_cluster",
     "redis_timeout",
@@ -127,6 +132,7 @@ _TOP_LEVEL = {
     "journal_stream_interval",
     "aliases",
     "plans",
+    "receipt_issuer",
 }
 _PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
 
@@ -251,8 +257,13 @@ def parse_settings(
         journal_fsync=f.choice("journal_fsync", ("always", "interval", "never"), "interval"),
         journal_stream_interval=f.seconds("journal_stream_interval", 2.0),
         default_max_output_tokens=f.count("default_max_output_tokens", 4096),
+        # null: hold the whole output ceiling
+        hold_output_tokens=None
+        if data.get("hold_output_tokens", 0) is None
+        else f.count("hold_output_tokens", 1024),
         aliases=_parse_aliases(data.get("aliases"), f.fail),
         plans=_parse_plans(data.get("plans"), f),
+        receipt_issuer=parse_issuer(data.get("receipt_issuer"), f.fail),
     )
     _check_consistent(settings, f)
     return settings

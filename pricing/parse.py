@@ -87,7 +87,8 @@ _PRICE_UNITS = {
 _PRICE_FIELDS = (*_PRICE_UNITS, "per_image")
 _CACHE_FIELDS = ("cache_read", "cache_write", "cache_write_1h")
 _MODEL_FIELDS = (
-    *_PRICE_FIELDS, "max_output_tokens", "tiers", "effective_from", "cache_at_input"
+    *_PRICE_FIELDS, "max_output_tokens", "tiers", "effective_from", "cache_at_input",
+    "hold_output_tokens",
 )  # fmt: skip
 _TIER_FIELDS = ("above", *_TOKEN_FIELDS)
 _TIER_HINT = "{above: 200000, input: 6.00, output: 22.50}"
@@ -210,8 +211,10 @@ def _parse_model(name: str, spec: object, source: str, path: str) -> ModelPrice:
 
     cache_at_input = _parse_cache_at_input(spec, source, path)
 
+    def tokens(key: str) -> int | None:
+        return None if key not in spec else _parse_tokens(spec[key], source, f"{path}.{key}")
+
     per_image = spec.get("per_image")
-    max_output_tokens = spec.get("max_output_tokens")
     base = ModelPrice(
         model=name,
         input=price("input"),
@@ -224,9 +227,8 @@ def _parse_model(name: str, spec: object, source: str, path: str) -> ModelPrice:
         if "per_image" not in spec
         else _parse_per_image(per_image, source, f"{path}.per_image"),
         per_audio_minute=price("per_audio_minute"),
-        max_output_tokens=None
-        if "max_output_tokens" not in spec
-        else _parse_max_output_tokens(max_output_tokens, source, f"{path}.max_output_tokens"),
+        max_output_tokens=tokens("max_output_tokens"),
+        hold_output_tokens=tokens("hold_output_tokens"),
         effective_from=None
         if "effective_from" not in spec
         else _parse_effective_from(spec["effective_from"], source, f"{path}.effective_from"),
@@ -366,7 +368,8 @@ def _parse_effective_from(value: object, source: str, path: str) -> datetime:
         raise _fail(source, path, str(exc)) from None
 
 
-def _parse_max_output_tokens(value: object, source: str, path: str) -> int:
+def _parse_tokens(value: object, source: str, path: str) -> int:
+    """A count of tokens (``max_output_tokens``, ``hold_output_tokens``)."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _fail(source, path, "must be a positive integer")
     return value

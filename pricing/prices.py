@@ -59,6 +59,8 @@ class ModelPrice:
     UTC) is when this entry of a price schedule starts; ``None`` on a model's base price.
     ``cache_at_input`` says the file chose to bill cached tokens at the input price (so it sets
     no cache price); without it a missing cache price falls back the same way, by default.
+    ``hold_output_tokens`` is how many output tokens a request that sets no output limit of
+    its own is held for (``None``: the gateway's ``hold_output_tokens`` setting decides).
     """
 
     model: str
@@ -74,6 +76,7 @@ class ModelPrice:
     tiers: tuple[PriceTier, ...] = ()
     effective_from: datetime | None = None
     cache_at_input: bool = False
+    hold_output_tokens: int | None = None
 
     @property
     def is_token_priced(self) -> bool:

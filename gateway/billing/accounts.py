@@ -11,12 +11,13 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from gateway import errors
+from gateway.billing.billing_details import BillingDetails
 from gateway.billing.timestamps import utc
 from gateway.store.keys import AccountKeys, accounts_index, api_key_by_hash, api_key_by_id
 
@@ -74,6 +75,8 @@ class Account:
     tpm: int
     created_at: str
     status: str = "active"
+    billing: BillingDetails = field(default_factory=BillingDetails)  # who receipts name
+    credits_per_usd: int | None = None  # its display unit: None, USD only
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -85,6 +88,8 @@ class Account:
             "rpm": self.rpm or None,
             "tpm": self.tpm or None,
             "created_at": self.created_at,
+            "billing": self.billing.to_json(),
+            "credits_per_usd": self.credits_per_usd,
         }
 
 
@@ -109,6 +114,8 @@ def _account(account_id: str, f: Mapping[str, str]) -> Account:
         tpm=int(f.get("tpm", "0")),
         created_at=f.get("created_at", ""),
         status=f.get("status", "active"),
+        billing=BillingDetails.from_fields(f),
+        credits_per_usd=int(f.get("credits_per_usd") or 0) or None,
     )
 
 
@@ -130,13 +137,14 @@ class Directory:
     def __init__(self, redis: Any) -> None:
         self._redis = redis
 
-    async def create_account(self, fields: Mapping[str, str]) -> Account:
+    async def create_account(self, fields: Mapping[str, str | None]) -> Account:
+        """A new account of ``fields`` (those that are None are left unset)."""
         account_id = str(uuid.uuid4())
         record = {
             "hold_policy": "strict",
             "rpm": "0",
             "tpm": "0",
-            **fields,
+            **{name: value for name, value in fields.items() if value is not None},
             "created_at": _now_iso(),
         }
         await self._redis.hset(AccountKeys(account_id).profile, mapping=record)
@@ -149,10 +157,18 @@ class Directory:
             raise errors.NotFound(f"no account {account_id!r}")
         return _account(account_id, _decode(raw))
 
-    async def update_account(self, account_id: str, fields: Mapping[str, str]) -> Account:
+    async def update_account(
+        self, account_id: str, fields: Mapping[str, str | None]
+    ) -> Account:
+        """Set ``fields`` of the account's profile; those that are None are cleared."""
         await self.get_account(account_id)
-        if fields:
-            await self._redis.hset(AccountKeys(account_id).profile, mapping=dict(fields))
+        profile = AccountKeys(account_id).profile
+        cleared = [name for name, value in fields.items() if value is None]
+        if cleared:
+            await self._redis.hdel(profile, *cleared)
+        kept = {name: value for name, value in fields.items() if value is not None}
+        if kept:
+            await self._redis.hset(profile, mapping=kept)
         return await self.get_account(account_id)
 
     async def find_accounts(

@@ -12,7 +12,10 @@ r     the request id
 k     the API key's id            p   its project          m   the model billed
 u     usage: ``input,output,cache_read,cache_write,cache_write_1h,reasoning,images,audio_ms``
       then ``;`` and the image variant (empty when none)
-x     admission facts: ``endpoint|stream|price_version|price_effective_from|created_ms|hold``
+x     admission facts: ``endpoint|stream|price_version|price_effective_from|worst_case|``
+      ``created_ms|hold`` (``worst_case``: the full worst-case cost when the hold was capped
+      below it, ``gateway.billing.holds``; else empty; entries written before it existed
+      have six parts)
 y     outcome: ``status|usage_source|http_status|finished_ms|anomalies|shortfall``; a record's
       shortfall adds what a ``cost_capped`` anomaly cut (a cost above a wallet's 2^53 units)
       (``anomalies``: a JSON list, empty when none; entries written before it existed have
@@ -67,9 +70,19 @@ def usage_field(usage: Usage) -> str:
 
 
 def admission_field(endpoint: str, stream: bool, price_version: str,
-                    price_effective_from: str | None) -> str:  # fmt: skip
-    """``x`` as the pending record keeps it; the settle appends ``created_ms|hold``."""
-    return pack(endpoint, int(stream), price_version, price_effective_from or "")
+                    price_effective_from: str | None,
+                    worst_case: int | None = None) -> str:  # fmt: skip
+    """``x`` as the pending record keeps it; the settle appends ``created_ms|hold``.
+    ``worst_case``: the full worst case of a hold that was capped below it (else None)."""
+    return pack(endpoint, int(stream), price_version, price_effective_from or "", worst_case)
+
+
+def admission_parts(packed: str, count: int) -> list[str]:
+    """``x``'s parts, the ``worst_case`` one empty in what was written before it existed."""
+    parts = unpack(packed, count)
+    if packed.count("|") == count - 2:  # no worst_case part
+        parts = [*parts[:4], "", *parts[4 : count - 1]]
+    return parts
 
 
 def outcome_field(status: str, usage_source: str, http_status: int, finished_ms: int,
@@ -143,13 +156,15 @@ class ChargeEntry:
     split: tuple[int, int, int]  # free quota, credits, cash
     balance: int
     grants: tuple[tuple[str, int], ...] = ()  # (grant id, amount drawn), in drain order
+    worst_case: int = 0  # the full worst case; above ``hold`` when the hold was capped
 
     @classmethod
     def from_fields(cls, entry_id: str, f: dict[str, str]) -> ChargeEntry:
         counts, _, variant = f.get("u", "").partition(";")
         numbers = [_int(n) for n in counts.split(",")] if counts else []
         numbers += [0] * (len(USAGE_FIELDS) - len(numbers))
-        endpoint, stream, version, effective, created, hold = unpack(f.get("x", ""), 6)
+        x = admission_parts(f.get("x", ""), 7)
+        endpoint, stream, version, effective, worst, created, hold = x
         status, source, http, finished, anomalies, shortfall = _outcome(f.get("y", ""))
         split = [_int(n) for n in f.get("s", "").split(",")] + [0, 0, 0]
         return cls(
@@ -158,6 +173,7 @@ class ChargeEntry:
             usage=dict(zip(USAGE_FIELDS, numbers, strict=True)), image_variant=variant,
             endpoint=endpoint, stream=stream == "1", price_version=version,
             price_effective_from=effective, created_ms=_int(created), hold=_int(hold),
+            worst_case=_int(worst) or _int(hold),
             status=status, usage_source=source, http_status=_int(http),
             finished_ms=_int(finished), anomalies=anomalies,
             shortfall=_int(shortfall) + _cut_by_cap(anomalies),
@@ -181,7 +197,7 @@ class ChargeEntry:
             "usage_source": self.usage_source, "cost": format_usd(self.amount),
             "cost_by_source": self.split_json(),
             "cost_by_grant": {g: format_usd(n) for g, n in self.grants},
-            "held": format_usd(self.hold),
+            "held": format_usd(self.hold), "worst_case": format_usd(self.worst_case),
             "shortfall": format_usd(self.shortfall), "anomalies": self.anomalies,
             "http_status": self.http_status or None,
             "price_version": self.price_version or None,
@@ -206,6 +222,11 @@ def export_json(cursor: str, account: str, entry_id: str, f: dict[str, str]) -> 
         split = [_int(n) for n in f.get("s", "").split(",")] + [0, 0, 0]
         line.update(order_id=f.get("r", ""), note=f.get("n", ""),
                     source=_split_json(split[0], split[1], split[2]))  # fmt: skip
+        if "l" in f:  # a refund's top-ups (money_move_v5)
+            line["topups"] = [{"order_id": o or None, "amount": format_usd(n)}
+                              for o, n in returned_lots(f["l"])]  # fmt: skip
+        if "o" in f:  # an adjustment's operator
+            line["operator"] = f["o"]
         return line
     e = ChargeEntry.from_fields(entry_id, f)
     line.update(
@@ -221,3 +242,11 @@ def export_json(cursor: str, account: str, entry_id: str, f: dict[str, str]) -> 
 def _split_json(free: int, credits: int, cash: int) -> dict[str, str]:
     return {"free_quota": format_usd(free), "credits": format_usd(credits),
             "cash": format_usd(cash)}  # fmt: skip
+
+
+def returned_lots(packed: str) -> tuple[tuple[str, int], ...]:
+    """A refund's top-ups as money_move_v5 writes them, ``[["order id", "amount"], ...]``:
+    (order id, "" for cash from before lots; amount)."""
+    if not packed:
+        return ()
+    return tuple((str(order), int(amount)) for order, amount in orjson.loads(packed))

@@ -16,10 +16,11 @@ from gateway.store.redis_errors import classify
 SCRIPT_NAMES = (
     "admit_v4",
     "settle_v7",
-    "money_move_v4",
+    "money_move_v5",
     "sweep_v2",
     "voucher_redeem_v1",
     "renew_v1",
+    "free_renew_v1",
     "relay_append_v1",
     "relay_mark_v1",
     "relay_ids_v1",

@@ -1,13 +1,16 @@
 """Plans: what an account may do with its wallet (pure).
 
 The gateway config's ``plans:`` is merged field by field over the built-in ones; new names are
-allowed. A plan says whether its accounts may top up and within which bounds, and how much free
-quota (AI and Cloud) it grants. ``default`` is the plan of accounts made without one (and of
-every account made before plans existed): it may top up any amount and grants no quota.
+allowed. A plan says whether its accounts may top up and within which bounds, how much free
+quota (AI and Cloud) it grants, and ``hold_max``: the most a request that sets no output limit
+(no ``max_tokens``) is held for (``gateway.billing.holds``; none by default). ``default`` is the
+plan of accounts made without one (and of every account made before plans existed): it may top
+up any amount, grants no quota and caps no hold.
 
     plans:
       free: {can_top_up: false, free_quota: {ai: "1.00", cloud: "0.00"}, free_quota_renews: monthly}
       pro:  {can_top_up: true, topup_min: "10.00", topup_max: "1000.00"}
+      trial: {hold_max: "0.05"}
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Plan:
     free_quota_ai: int = 0
     free_quota_cloud: int = 0
     free_quota_renews: str = "monthly"
+    hold_max: int = 0  # nanodollars; 0: no cap on a request's hold
     not_enforced: tuple[str, ...] = ()  # fields set that this version does not act on
 
     def check_topup(self, amount: int) -> str | None:
@@ -53,6 +57,7 @@ class Plan:
             "free_quota": {"ai": format_usd(self.free_quota_ai),
                            "cloud": format_usd(self.free_quota_cloud)},
             "free_quota_renews": self.free_quota_renews,
+            "hold_max": format_usd(self.hold_max) if self.hold_max else None,
         }  # fmt: skip
 
 
@@ -100,6 +105,8 @@ def _merge(plan: Plan, name: str, body: Mapping[Any, Any]) -> Plan:
             changes[key] = value
         elif key in ("topup_min", "topup_max"):
             changes[key] = _usd(where, value)
+        elif key == "hold_max":  # null: no cap (over a plan that had one)
+            changes[key] = 0 if value is None else _usd(where, value, positive=True)
         elif key == "free_quota":
             if not isinstance(value, Mapping) or set(value) - {"ai", "cloud"}:
                 raise PlanError(where, 'must be a mapping with "ai" and/or "cloud" amounts')
@@ -122,8 +129,8 @@ def _merge(plan: Plan, name: str, body: Mapping[Any, Any]) -> Plan:
     return merged
 
 
-def _usd(where: str, value: object) -> int:
-    """An amount in USD, written as a string ("10.00") so it is exact."""
+def _usd(where: str, value: object, *, positive: bool = False) -> int:
+    """An amount in USD, written as a string ("10.00") so it is exact; ``positive``: above 0."""
     if not isinstance(value, str):
         raise PlanError(where, 'must be a USD amount as a string, e.g. "10.00"')
     try:
@@ -132,4 +139,6 @@ def _usd(where: str, value: object) -> int:
         raise PlanError(where, str(exc)) from None
     if amount < 0:
         raise PlanError(where, "must not be negative")
+    if positive and amount == 0:
+        raise PlanError(where, "must be above 0 (null, or leaving it out: no cap)")
     return amount

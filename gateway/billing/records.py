@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.billing.ledger import TOKEN_FIELDS, ChargeEntry, unpack
+from gateway.billing.ledger import TOKEN_FIELDS, ChargeEntry, admission_parts
 from gateway.store.keys import AccountKeys
 from gateway.store.replies import as_text
 from pricing import format_usd
@@ -83,7 +83,8 @@ def admission_ms(request_id: str) -> int | None:
 
 def pending_json(request_id: str, f: dict[str, str]) -> dict[str, Any]:
     """A request still pending (or whose gateway died: past its hold's deadline)."""
-    endpoint, stream, version, effective = unpack(f.get("x", ""), 4)
+    endpoint, stream, version, effective, worst = admission_parts(f.get("x", ""), 5)
+    held = int(f.get("hold", "0"))
     status = "pending"
     deadline = int(f.get("deadline_ms", "0") or 0)
     if deadline and time.time() * 1000 > deadline:
@@ -93,7 +94,8 @@ def pending_json(request_id: str, f: dict[str, str]) -> dict[str, Any]:
         "id": request_id, "status": status, "model": f.get("m"), "endpoint": endpoint,
         "project": f.get("p"), "key_id": f.get("k"), "stream": stream == "1",
         "usage": {**zero, "total_tokens": 0, "images": 0, "audio_ms": 0},
-        "usage_source": None, "cost": format_usd(0), "held": format_usd(int(f.get("hold", "0"))),
+        "usage_source": None, "cost": format_usd(0), "held": format_usd(held),
+        "worst_case": format_usd(int(worst or 0) or held),
         "http_status": None, "anomalies": [], "price_version": version or None,
         "price_effective_from": effective or None,
         "created_ms": int(f.get("created_ms", "0") or 0), "finished_ms": None,

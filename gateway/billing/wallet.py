@@ -221,33 +221,30 @@ class Wallet:
 
     async def move_money(
         self, account_id: str, *, kind: str, amount: int, order_id: str, note: str = "",
-        ends_ms: int = 0, priority: int = 0, category: str = "ai",
+        ends_ms: int = 0, priority: int = 0, category: str = "ai", topup: str = "",
+        operator: str = "",
     ) -> tuple[Transaction, bool]:  # fmt: skip
-        """Top up, refund, grant credits (``kind`` "credit", with an optional end and a
-        priority 0..9999) or free quota (``kind`` "free_quota" of a ``category``, "ai" or
-        "cloud"), once per ``order_id``. Returns (transaction, replayed).
+        """Top up, refund, adjust (``amount`` signed, ``note`` the reason, by ``operator``),
+        grant credits (``kind`` "credit", with an optional end and a priority 0..9999) or free
+        quota (``kind`` "free_quota" of a ``category``, "ai" or "cloud"), once per
+        ``order_id``. A refund returns what the top-up ``topup`` (its order id) has left
+        unspent, or, without one, the newest top-ups' (docs/wallet.md, "Cash lots"). Returns
+        (transaction, replayed).
 
         Raises Conflict when the order id was used for a different move, InvalidRequest when a
-        refund exceeds the unspent cash.
+        refund or a negative adjustment exceeds what may leave.
         """
         k = AccountKeys(account_id)
         r = await self.scripts.call(
-            "money_move_v4",
-            [k.wallet, k.order(order_id), k.transactions, k.ledger, k.grants, k.grant_order],
+            "money_move_v5",
+            [k.wallet, k.order(order_id), k.transactions, k.ledger, k.grants, k.grant_order,
+             k.profile, k.receipts, k.cash_lots, k.cash_lot_order, k.order(topup or order_id)],
             [kind, amount, order_id, note, self._ledger_retention, ORDER_RETENTION, ends_ms,
-             priority, category],
+             priority, category, topup, operator],
         )  # fmt: skip
         status = int(r[0])
-        if status == -1:
-            raise errors.InvalidRequest(
-                f"refund of {format_usd(amount)} exceeds the unspent cash of "
-                f"{format_usd(int(r[1]))}",
-                param="amount",
-            )
-        if status == -2:
-            raise errors.InvalidRequest(
-                "this top-up would exceed the wallet's maximum balance", param="amount"
-            )
+        if status < 0:
+            raise _refused(status, kind, amount, topup, int(r[1]) if len(r) > 1 else 0)
         self._on_ledger(account_id)
         fields = r[1:]  # the order's transaction: "id", its stream id, then its fields
         txn_id = as_text(dict(zip(fields[::2], fields[1::2], strict=True))["id"])
@@ -334,3 +331,27 @@ class Wallet:
             if len(batch) < max(limit, 100):
                 return found, None
             high = "(" + as_text(batch[-1][0])
+
+
+def _refused(status: int, kind: str, amount: int, topup: str, figure: int) -> errors.GatewayError:
+    """The error for money_move's refusal ``status`` (its header comment lists them)."""
+    what = "refund" if kind == "refund" else "adjustment"
+    if status == -1:
+        return errors.InvalidRequest(
+            f"A {what} of {format_usd(abs(amount))} USD exceeds the unspent cash that may leave "
+            f"the wallet, {format_usd(figure)} USD (cash that open requests hold stays).",
+            param="amount",
+        )
+    if status == -3:
+        return errors.InvalidRequest(
+            f"A refund of {format_usd(amount)} USD exceeds what the top-up {topup!r} has left "
+            f"unspent and unrefunded, {format_usd(figure)} USD.",
+            param="amount",
+        )
+    if status == -4:
+        return errors.InvalidRequest(
+            f"{topup!r} is not the order id of a top-up of this account.", param="topup"
+        )
+    return errors.InvalidRequest(
+        "this move would exceed the wallet's maximum balance", param="amount"
+    )

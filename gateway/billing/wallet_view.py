@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.billing.ledger import returned_lots
 from gateway.billing.timestamps import utc_ms
 from gateway.store.replies import as_text
 from pricing import format_usd
@@ -27,9 +28,12 @@ class Transaction:
     balance: int
     created_ms: int
     note: str
+    receipt_number: int | None = None  # a top-up's
+    topups: tuple[tuple[str, int], ...] = ()  # a refund's: (top-up order id, amount) returned
+    operator: str = ""  # an adjustment's
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "id": self.id,
             "type": self.type,
             "amount": format_usd(self.amount),
@@ -38,6 +42,14 @@ class Transaction:
             "created_at": utc_ms(self.created_ms, millis=True),
             "note": self.note,
         }
+        if self.receipt_number is not None:
+            out["receipt_number"] = self.receipt_number
+        if self.type == "refund":
+            out["topups"] = [{"order_id": o or None, "amount": format_usd(n)}
+                             for o, n in self.topups]  # fmt: skip
+        if self.type == "adjustment":
+            out["reason"], out["operator"] = self.note, self.operator
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,4 +135,8 @@ def transaction_from(entry_id: str, flat: Sequence[Any]) -> Transaction:
         balance=int(f.get("balance", "0")),
         created_ms=int(f.get("ts", "0")),
         note=f.get("note", ""),
+        receipt_number=int(f["receipt_number"]) if "receipt_number" in f else None,
+        topups=returned_lots(f.get("topups", "")),
+        operator=f.get("operator", ""),
     )
+

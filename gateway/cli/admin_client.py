@@ -48,6 +48,16 @@ class AdminClient:
         query: dict[str, Any] | None = None,
     ) -> Any:  # fmt: skip
         """The answer's JSON (or text, for CSV); AdminError on any failure."""
+        raw, kind = self.fetch(method, path, body, query)
+        if kind.startswith("application/json"):
+            return orjson.loads(raw)
+        return raw.decode("utf-8", "replace")
+
+    def fetch(
+        self, method: str, path: str, body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> tuple[bytes, str]:  # fmt: skip
+        """The answer's bytes and its Content-Type (a PDF, a page); AdminError on any failure."""
         params = {k: v for k, v in (query or {}).items() if v is not None}
         url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
         data = orjson.dumps(body) if body is not None else None
@@ -62,9 +72,7 @@ class AdminClient:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise AdminError(f"cannot reach the gateway at {self.url}: {reason}") from None
-        if kind.startswith("application/json"):
-            return orjson.loads(raw)
-        return raw.decode("utf-8", "replace")
+        return raw, kind
 
 
 def _error_line(status: int, raw: bytes) -> str:

@@ -3,9 +3,11 @@
     tollgate accounts list|create|show|update ...
     tollgate keys create|list|revoke ...
     tollgate topup ACCOUNT AMOUNT --order-id ID      tollgate refund ACCOUNT AMOUNT --order-id ID
+    tollgate adjust ACCOUNT AMOUNT --order-id ID --reason TEXT [--operator NAME]
     tollgate credit ACCOUNT AMOUNT --order-id ID [--expires-at T] [--priority N]
     tollgate vouchers create AMOUNT [--max N] [--valid-until T] [--credit-expires-at T]
     tollgate wallet ACCOUNT                          tollgate transactions ACCOUNT [--csv]
+    tollgate receipt ACCOUNT NUMBER [--format json|html|pdf] [--out FILE]
     tollgate admin-token rotate [--grace SECONDS]
 
 Each prints a table, or JSON with ``--json``; a failure is one line on stderr and exit code 1
@@ -15,6 +17,7 @@ Each prints a table, or JSON with ``--json``; a failure is one line on stderr an
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,11 +31,12 @@ from rich.table import Table
 
 from gateway.cli.admin_client import DEFAULT_URL, AdminClient, AdminError, find_token
 
-COMMANDS = ("accounts", "keys", "topup", "refund", "credit", "vouchers", "wallet",
-            "transactions", "admin-token")
+COMMANDS = ("accounts", "keys", "topup", "refund", "adjust", "credit", "vouchers", "wallet",
+            "transactions", "admin-token", "receipt")
 ACCOUNT_COLUMNS = ("id", "name", "plan", "status", "hold_policy", "rpm", "tpm", "created_at")
 KEY_COLUMNS = ("id", "project", "name", "rpm", "tpm", "models", "expires_at", "created_at")
-TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note")
+TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note",
+               "receipt_number")
 
 
 class Out:
@@ -148,12 +152,27 @@ def accounts_show(client: AdminClient, out: Out, account: str) -> None:
 @click.option("--hold-policy", type=click.Choice(["strict", "postpaid"]), default=None)
 @click.option("--rpm", type=click.IntRange(1), default=None)
 @click.option("--tpm", type=click.IntRange(1), default=None)
+@click.option("--billing-name", default=None, help="who receipts are made out to ('' clears it)")
+@click.option("--billing-address", default=None, help="its address (lines: newlines)")
+@click.option("--tax-id", default=None, help="its tax or VAT id on receipts")
+@click.option("--billing-email", default=None)
+@click.option("--credits-per-usd", type=click.IntRange(0, 10**6), default=None,
+              help="show the wallet in credits too, this many to the dollar (0: USD only)")
 @admin_command
-def accounts_update(client: AdminClient, out: Out, account: str, **fields: Any) -> None:
+def accounts_update(client: AdminClient, out: Out, account: str, billing_name: str | None,
+                    billing_address: str | None, tax_id: str | None, billing_email: str | None,
+                    credits_per_usd: int | None, **fields: Any) -> None:  # fmt: skip
     body = _present(**fields)
+    billing = _present(name=billing_name, address=billing_address, tax_id=tax_id,
+                       email=billing_email)  # fmt: skip
+    if billing:
+        body["billing"] = billing
+    if credits_per_usd is not None:
+        body["credits_per_usd"] = credits_per_usd or None
     if not body:
         raise AdminError("nothing to update: give at least one of --name, --plan, --status, "
-                         "--hold-policy, --rpm, --tpm")  # fmt: skip
+                         "--hold-policy, --rpm, --tpm, --billing-name, --billing-address, "
+                         "--tax-id, --billing-email, --credits-per-usd")  # fmt: skip
     out.record(client.call("PATCH", f"/admin/accounts/{_seg(account)}", body))
 
 
@@ -213,7 +232,33 @@ def _money_command(kind: str, path: str, help_text: str) -> None:
 
 
 _money_command("topup", "topups", "Add cash to ACCOUNT's wallet (AMOUNT in USD, e.g. 10.00).")
-_money_command("refund", "refunds", "Return unused cash from ACCOUNT's wallet (AMOUNT in USD).")
+
+
+@cli.command()
+@click.argument("account")
+@click.argument("amount")
+@click.option("--order-id", required=True, help="idempotency: a replay changes nothing")
+@click.option("--topup", default=None, help="the order id of the top-up it returns "
+              "(default: the newest top-ups first)")  # fmt: skip
+@click.option("--note", default=None)
+@admin_command
+def refund(client: AdminClient, out: Out, account: str, **fields: Any) -> None:
+    """Return unused cash from ACCOUNT's wallet (AMOUNT in USD), against a top-up."""
+    out.record(client.call("POST", f"/admin/accounts/{_seg(account)}/refunds", _present(**fields)))
+
+
+@cli.command()
+@click.argument("account")
+@click.argument("amount")
+@click.option("--order-id", required=True, help="idempotency: a replay changes nothing")
+@click.option("--reason", required=True, help="why (kept with the transaction)")
+@click.option("--operator", default=lambda: os.environ.get("USER") or "operator",
+              show_default="$USER", help="who makes it")  # fmt: skip
+@admin_command
+def adjust(client: AdminClient, out: Out, account: str, **fields: Any) -> None:
+    """Correct ACCOUNT's cash by a signed AMOUNT in USD (e.g. -2.50), with a reason."""
+    path = f"/admin/accounts/{_seg(account)}/adjustments"
+    out.record(client.call("POST", path, _present(**fields)))
 
 
 @cli.command()
@@ -268,6 +313,35 @@ def transactions(client: AdminClient, out: Out, account: str, as_csv: bool, limi
         return
     page = client.call("GET", path, query={"limit": limit})
     out.rows(page["data"], TXN_COLUMNS, next=page.get("next"))
+
+
+@cli.command()
+@click.argument("account")
+@click.argument("number", type=click.IntRange(1))
+@click.option("--format", "form", type=click.Choice(["json", "html", "pdf"]), default="json",
+              show_default=True, help="html: a printable page; pdf: a PDF file")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="write it to FILE (a PDF goes to a file or a pipe, never a terminal)")
+@admin_command
+def receipt(client: AdminClient, out: Out, account: str, number: int, form: str,
+            out_file: str | None) -> None:  # fmt: skip
+    """ACCOUNT's receipt NUMBER (every top-up has one, numbered from 1)."""
+    path = f"/admin/accounts/{_seg(account)}/receipts/{number}"
+    raw, _ = client.fetch("GET", path, query={"format": form} if form != "json" else None)
+    if out_file is not None:
+        try:
+            Path(out_file).write_bytes(raw)
+        except OSError as exc:
+            raise AdminError(f"cannot write {out_file}: {exc.strerror}") from None
+        out.record({"receipt": number, "format": form, "path": out_file, "bytes": len(raw)})
+    elif form == "json":
+        out.record(orjson.loads(raw))
+    elif form == "pdf" and sys.stdout.isatty():
+        raise AdminError("a PDF is not for a terminal: give --out FILE, or redirect the output")
+    else:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(raw)
+        sys.stdout.buffer.flush()
 
 
 @cli.group("admin-token")

@@ -151,6 +151,8 @@ def describe_model(price: ModelPrice) -> str:
         parts.append(f"per request: {format_usd(price.per_request)}")
     if price.max_output_tokens is not None:
         parts.append(f"max_output_tokens: {price.max_output_tokens}")
+    if price.hold_output_tokens is not None:
+        parts.append(f"hold_output_tokens: {price.hold_output_tokens}")
     when = "" if price.effective_from is None else f" from {format_instant(price.effective_from)}"
     return f"{price.model}{when}: {'; '.join(parts)}"
 

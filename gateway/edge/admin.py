@@ -1,9 +1,8 @@
-"""The admin API: accounts, API keys, top-ups, refunds, wallets and transactions."""
+"""The admin API: accounts, API keys, admin tokens and the ledger export (money routes:
+:mod:`.admin_money`)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,16 +16,15 @@ from gateway.billing.ledger import export_json
 from gateway.billing.plans import BUILT_IN as BUILT_IN_PLANS
 from gateway.billing.plans import Plan
 from gateway.billing.timestamps import utc_ms
-from gateway.billing.vouchers import CODE as VOUCHER_CODE
-from gateway.billing.vouchers import Voucher, Vouchers
+from gateway.billing.vouchers import Vouchers
 from gateway.billing.wallet import Wallet
 from gateway.edge.admin_fields import (
-    amount_field,
     expiry_field,
     is_ledger_cursor,
+    profile_fields,
     query_limit,
-    time_param,
 )
+from gateway.edge.admin_money import MoneyRoutes
 from gateway.edge.admin_tokens import AdminTokens
 from gateway.edge.auth import Authenticator
 from gateway.edge.httpjson import (
@@ -37,9 +35,8 @@ from gateway.edge.httpjson import (
     string_field,
 )
 
-ACCOUNT_FIELDS = {"name", "plan", "hold_policy", "rpm", "tpm", "status"}
-TXN_TYPES = frozenset({"topup", "refund", "credit", "credit_expired"})
-TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note")
+ACCOUNT_FIELDS = {"name", "plan", "hold_policy", "rpm", "tpm", "status", "billing",
+                  "credits_per_usd"}
 
 
 class Admin:
@@ -62,6 +59,7 @@ class Admin:
         self._auth = auth
         # Configured digests, comma-separated (several while clients move to a new token).
         self.tokens = AdminTokens(token_sha256.split(","), redis)
+        self.money = MoneyRoutes(self.check, directory, wallet, self._plans, self._vouchers)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
@@ -72,12 +70,7 @@ class Admin:
             web.post("/admin/accounts/{id}/keys", self.create_key),
             web.get("/admin/accounts/{id}/keys", self.list_keys),
             web.delete("/admin/keys/{key_id}", self.delete_key),
-            web.post("/admin/accounts/{id}/topups", self.topup),
-            web.post("/admin/accounts/{id}/refunds", self.refund),
-            web.post("/admin/accounts/{id}/credits", self.credit),
-            web.post("/admin/vouchers", self.create_voucher),
-            web.get("/admin/accounts/{id}/wallet", self.wallet),
-            web.get("/admin/accounts/{id}/transactions", self.transactions),
+            *self.money.routes(),
             web.get("/admin/ledger", self.ledger),
             web.post("/admin/tokens/rotate", self.rotate_token),
         ]
@@ -114,7 +107,7 @@ class Admin:
 
     # -- accounts ----------------------------------------------------------------------------
 
-    def _account_fields(self, body: dict[str, Any], *, creating: bool) -> dict[str, str]:
+    def _account_fields(self, body: dict[str, Any], *, creating: bool) -> dict[str, str | None]:
         unknown = set(body) - ACCOUNT_FIELDS
         if unknown:
             raise errors.InvalidRequest(
@@ -122,7 +115,7 @@ class Admin:
                 f"{', '.join(sorted(ACCOUNT_FIELDS))}.",
                 param=sorted(unknown)[0],
             )
-        fields: dict[str, str] = {}
+        fields: dict[str, str | None] = profile_fields(body)  # billing details, display unit
         if creating or "name" in body:
             fields["name"] = string_field(body, "name")
         if creating or "plan" in body:
@@ -219,115 +212,6 @@ class Admin:
         await self._directory.revoke_key(key_id)
         self._auth.forget(key_id=key_id)
         return json_response({"id": key_id, "deleted": True})
-
-    # -- money -----------------------------------------------------------------------------
-
-    async def _move(self, request: web.Request, kind: str) -> web.Response:
-        await self.check(request)
-        account_id = request.match_info["id"]
-        await self._directory.get_account(account_id)
-        body = await json_object(request)
-        amount = amount_field(body)
-        order_id = string_field(body, "order_id")
-        note = body.get("note", "")
-        if not isinstance(note, str) or len(note) > 500:
-            raise errors.InvalidRequest(
-                "'note' must be a string of at most 500 characters.", param="note"
-            )
-        if kind == "topup":
-            await self._check_topup(account_id, amount)
-        terms: dict[str, Any] = {}
-        if kind == "credit":  # a grant: when it ends, and its place in the drain order
-            if ";" in order_id:  # the ledger lists grants drawn as "id:amount;..."
-                raise errors.InvalidRequest("A credit's 'order_id' may not contain ';'.",
-                                            param="order_id")  # fmt: skip
-            terms["ends_ms"] = expiry_field(body, "expires_at") * 1000
-            priority = body.get("priority", 0)
-            if type(priority) is not int or not 0 <= priority <= 9999:
-                raise errors.InvalidRequest(
-                    "'priority' must be an integer from 0 to 9999 (higher is spent first).",
-                    param="priority",
-                )
-            terms["priority"] = priority
-        txn, replayed = await self._wallet.move_money(
-            account_id, kind=kind, amount=amount, order_id=order_id, note=note, **terms
-        )
-        return json_response(txn.to_json(), status=200 if replayed else 201)
-
-    async def _check_topup(self, account_id: str, amount: int) -> None:
-        account = await self._directory.get_account(account_id)
-        plan = self._plans.get(account.plan, BUILT_IN_PLANS["default"])
-        if not plan.can_top_up:
-            raise errors.PlanCannotTopUp(
-                f"The {plan.name!r} plan cannot top up: upgrade the account's plan (e.g. "
-                "PATCH /admin/accounts/{id} with {\"plan\": \"pro\"}) to add funds.")  # fmt: skip
-        problem = plan.check_topup(amount)
-        if problem:
-            raise errors.InvalidRequest(problem, param="amount")
-
-    async def create_voucher(self, request: web.Request) -> web.Response:
-        """A voucher code worth ``amount`` of credits to each of ``max_redemptions`` accounts,
-        redeemable until ``valid_until``; its credit ends at ``credit_expires_at``."""
-        await self.check(request)
-        body = await json_object(request)
-        amount = amount_field(body)
-        most = body.get("max_redemptions", 1)
-        if type(most) is not int or not 1 <= most <= 10**9:
-            raise errors.InvalidRequest("'max_redemptions' must be a positive integer.",
-                                        param="max_redemptions")  # fmt: skip
-        code = body.get("code") or ""
-        if code and (not isinstance(code, str) or not VOUCHER_CODE.fullmatch(code)):
-            raise errors.InvalidRequest("'code' must be 3 to 64 of A-Z, 0-9 and '-', starting "
-                                        "with a letter or digit.", param="code")  # fmt: skip
-        made = await self._vouchers.create(Voucher(
-            code, amount, most, expiry_field(body, "valid_until") * 1000,
-            expiry_field(body, "credit_expires_at") * 1000))  # fmt: skip
-        return json_response(made.to_json(), status=201)
-
-    async def credit(self, request: web.Request) -> web.Response:
-        """Grant credits (a voucher, a promotion, compensation): spent before cash, highest
-        priority first, then the soonest to end; what is left at ``expires_at`` leaves the
-        wallet through one ``credit_expired`` entry."""
-        return await self._move(request, "credit")
-
-    async def topup(self, request: web.Request) -> web.Response:
-        return await self._move(request, "topup")
-
-    async def refund(self, request: web.Request) -> web.Response:
-        return await self._move(request, "refund")
-
-    async def wallet(self, request: web.Request) -> web.Response:
-        await self.check(request)
-        account_id = request.match_info["id"]
-        await self._directory.get_account(account_id)
-        return json_response((await self._wallet.view(account_id)).to_json())
-
-    async def transactions(self, request: web.Request) -> web.Response:
-        await self.check(request)
-        account_id = request.match_info["id"]
-        await self._directory.get_account(account_id)
-        query = request.query
-        limit = query_limit(query.get("limit", "100"), 10_000)
-        before = query.get("before", "")
-        if before and not is_ledger_cursor(before):
-            raise errors.InvalidRequest("'before' must be a cursor from this API.",
-                                        param="before")  # fmt: skip
-        types = frozenset(t for t in query.get("type", "").split(",") if t)
-        if types - TXN_TYPES:
-            raise errors.InvalidRequest(
-                f"'type' must be among {', '.join(sorted(TXN_TYPES))} (comma-separated).",
-                param="type")  # fmt: skip
-        txns, next_page = await self._wallet.transactions(
-            account_id, limit=limit, before=before, types=types,
-            from_ms=time_param(query, "from"), to_ms=time_param(query, "to"))  # fmt: skip
-        rows = [t.to_json() for t in txns]
-        if query.get("format") == "csv":
-            out = io.StringIO()
-            writer = csv.DictWriter(out, fieldnames=TXN_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-            return web.Response(text=out.getvalue(), content_type="text/csv")
-        return json_response({"data": rows, "next": next_page})
 
     async def ledger(self, request: web.Request) -> web.Response:
         """Every account's ledger entries in the feed's order, as JSON lines, after a cursor."""

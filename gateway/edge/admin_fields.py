@@ -1,5 +1,6 @@
-"""Reading the admin API's fields and query parameters: amounts, limits, times, cursors.
-Each returns the value or raises ``InvalidRequest`` naming the field."""
+"""Reading the admin API's fields and query parameters: amounts, limits, times, cursors, an
+account's billing details and display unit. Each returns the value or raises
+``InvalidRequest`` naming the field."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from gateway import errors
+from gateway.billing.billing_details import PROFILE_FIELDS, detail_problem
 from pricing import parse_usd
 
 LEDGER_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # ASCII: Python's \d is any digit
 LAST_STREAM_ID = 2**64 - 1  # each half of a Redis stream id is an unsigned 64-bit integer
+MAX_CREDITS_PER_USD = 10**6
 
 
 def amount_field(body: dict[str, Any]) -> int:
@@ -85,3 +88,46 @@ def is_ledger_cursor(text: str) -> bool:
         return False
     ms, seq = int(match[1]), int(match[2])
     return ms <= LAST_STREAM_ID and seq <= LAST_STREAM_ID and (ms, seq) != (LAST_STREAM_ID,) * 2
+
+
+def profile_fields(body: dict[str, Any]) -> dict[str, str | None]:
+    """An account body's ``billing`` details and ``credits_per_usd``, as profile hash fields;
+    None clears a field (``"billing": {"tax_id": null}``, ``"billing": null`` clears all)."""
+    fields: dict[str, str | None] = {}
+    if "billing" in body:
+        fields.update(billing_fields(body["billing"]))
+    if "credits_per_usd" in body:
+        per_usd = body["credits_per_usd"]
+        if per_usd is not None and (
+            type(per_usd) is not int or not 1 <= per_usd <= MAX_CREDITS_PER_USD
+        ):
+            raise errors.InvalidRequest(
+                f"'credits_per_usd' must be an integer from 1 to {MAX_CREDITS_PER_USD} (credits "
+                "to the dollar), or null for USD only.", param="credits_per_usd")  # fmt: skip
+        fields["credits_per_usd"] = str(per_usd) if per_usd is not None else None
+    return fields
+
+
+def billing_fields(value: object) -> dict[str, str | None]:
+    """``billing``: an object of ``name``, ``address`` (lines), ``tax_id``, ``email``, each a
+    string (trimmed; empty: clear) or null (clear); the ones left out stay as they are."""
+    if value is None:
+        return dict.fromkeys(PROFILE_FIELDS.values())
+    if not isinstance(value, dict):
+        raise errors.InvalidRequest(
+            "'billing' must be an object of name, address, tax_id and email, or null.",
+            param="billing")  # fmt: skip
+    fields: dict[str, str | None] = {}
+    for name, detail in value.items():
+        param = f"billing.{name}"
+        if name not in PROFILE_FIELDS:
+            raise errors.InvalidRequest(f"Unknown field {param!r}; expected one of "
+                                        f"{', '.join(PROFILE_FIELDS)}.", param=param)  # fmt: skip
+        if detail is not None and not isinstance(detail, str):
+            raise errors.InvalidRequest(f"'{param}' must be a string or null.", param=param)
+        text = "\n".join(line.strip() for line in (detail or "").strip().splitlines())
+        problem = detail_problem(name, text) if text else None
+        if problem:
+            raise errors.InvalidRequest(f"'{param}' {problem}.", param=param)
+        fields[PROFILE_FIELDS[name]] = text or None
+    return fields

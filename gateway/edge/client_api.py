@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway import errors
+from gateway.billing.display_units import with_display
 from gateway.billing.vouchers import Vouchers
 from gateway.billing.wallet import Wallet
 from gateway.edge.auth import Authenticator
@@ -40,7 +41,8 @@ class ClientApi:
 
     async def wallet(self, request: web.Request) -> web.Response:
         caller = await self._auth.authenticate(request.headers)
-        return json_response((await self._wallet.view(caller.account.id)).to_json())
+        view = (await self._wallet.view(caller.account.id)).to_json()
+        return json_response(with_display(view, caller.account.credits_per_usd))
 
     async def redeem(self, request: web.Request) -> web.Response:
         """A voucher's credit for the caller's account: 201 with the grant, once per account."""

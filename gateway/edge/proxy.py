@@ -25,6 +25,7 @@ from gateway.apis.base import StreamTracker
 from gateway.apis.tokens import TokenCounter
 from gateway.apis.tracking import KeptBudget, partial_usage
 from gateway.apis.usage_checks import anomaly, check_usage, unreadable_body
+from gateway.billing.holds import Hold, HoldCeilings, size_hold
 from gateway.billing.journal import Journal
 from gateway.billing.ledger import admission_field
 from gateway.billing.records import new_request_id
@@ -43,7 +44,7 @@ from gateway.settings import Settings
 from gateway.store.redis_errors import StoreUnavailable
 from gateway.upstream.provider import UpstreamRequest, UpstreamResponse
 from gateway.upstream.routing import Router
-from pricing import Usage, compute_cost, format_usd
+from pricing import Usage, format_usd
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,12 @@ class Proxy:
         self._kept = KeptBudget()  # what this process's stream trackers keep unparsed
         self._stalled = StalledWrites(settings.client_write_timeout, metrics.streams_cut.inc)
         self._unconfigured = unconfigured_providers(settings.providers)  # no API key: refused
+        # Per plan: what caps the hold of a request without max_tokens (gateway.billing.holds).
+        self._ceilings = {name: HoldCeilings(settings.hold_output_tokens, plan.hold_max)
+                          for name, plan in settings.plans.items()}  # fmt: skip
+        self._default_ceilings = self._ceilings.get(
+            "default", HoldCeilings(settings.hold_output_tokens)
+        )
 
     async def renew_leases(self) -> int:
         return await self._settler.renew_leases()
@@ -172,12 +179,15 @@ class Proxy:
         )
 
     async def _admit(self, call: Call) -> None:
-        worst = call.endpoint.worst_case(
-            call.req, call.price, self._counter, self._settings.default_max_output_tokens
-        )
-        hold = compute_cost(worst, call.price)
-        est_tokens = worst.total_tokens
-        call.output_bound = worst.output_tokens
+        account = call.caller.account
+        sized = size_hold(
+            call.endpoint, call.req, call.price, self._counter,
+            default_output=self._settings.default_max_output_tokens,
+            ceilings=self._ceilings.get(account.plan, self._default_ceilings),
+        )  # fmt: skip
+        hold = sized.amount
+        est_tokens = sized.worst.total_tokens  # the rate limits count the whole worst case
+        call.output_bound = sized.worst.output_tokens
         t0 = time.perf_counter()
         admitting = self._wallet.admit(
             call.caller.account.id,
@@ -198,6 +208,7 @@ class Proxy:
                     call.req.stream,
                     call.price_version,
                     call.price.effective_from.isoformat() if call.price.effective_from else None,
+                    sized.worst_cost if sized.capped else None,
                 ),
             },
         )
@@ -213,20 +224,17 @@ class Proxy:
         self._metrics.child(self._metrics.redis, "admit").observe(time.perf_counter() - t0)
         if isinstance(result, Refusal):
             call.settled = True  # nothing was held
-            raise self._refusal(call, result, hold, est_tokens)
+            raise self._refusal(call, result, sized, est_tokens)
         call.admission = result
         self._metrics.holds.inc(result.hold / 1e9)  # a gauge for operators, not money
         if result.hold:
             self._settler.lease(call)
 
     def _refusal(
-        self, call: Call, refusal: Refusal, hold: int, est_tokens: int
+        self, call: Call, refusal: Refusal, hold: Hold, est_tokens: int
     ) -> errors.GatewayError:
         if refusal.reason == "balance":
-            return errors.InsufficientBalance(
-                f"Your balance is {format_usd(refusal.available)} USD, and this request may cost "
-                f"up to {format_usd(hold)} USD. Top up your wallet to continue."
-            )
+            return errors.InsufficientBalance(balance_message(call, refusal.available, hold))
         retry_s = max(1, -(-refusal.retry_ms // 1000)) if refusal.retry_ms >= 0 else 60
         message = ratelimit_headers.refusal_message(
             call.limits, refusal.limit_index, refusal.retry_ms, est_tokens
@@ -347,6 +355,20 @@ class Proxy:
         if settling.certain and admission is not None:
             return settling.cost, admission.available + admission.hold - settling.cost
         return await asyncio.shield(settling.task)
+
+
+def balance_message(call: Call, available: int, hold: Hold) -> str:
+    """Why a request was refused for its balance: what it needed set aside, and (when its
+    output is priced) how ``max_tokens`` makes that less."""
+    needed = (f"Your balance is {format_usd(available)} USD, and this request may cost up to "
+              f"{format_usd(hold.amount)} USD")  # fmt: skip
+    output = hold.usage.output_tokens
+    if not output or not call.price.for_prompt(hold.usage.prompt_tokens).output:
+        return f"{needed}. Top up your wallet to continue."
+    field = call.endpoint.max_tokens_fields[-1]
+    lower = "a lower " if call.endpoint.requested_output(call.req) is not None else ""
+    return (f"{needed} (its prompt plus up to {output} output tokens); set {lower}{field} to "
+            "hold less. Top up your wallet to continue.")  # fmt: skip
 
 
 def check_active(caller: Caller) -> None:

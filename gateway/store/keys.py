@@ -27,8 +27,10 @@ class AccountKeys:
     @property
     def wallet(self) -> str:
         """Hash of integer nanodollar counters: cash, held, free_ai, free_cloud, credits,
-        topups, refunds, granted, expired, charges (charges_free and charges_credits of them),
-        ``spend:<YYYY-MM>`` per month, and credits_next_end (ms)."""
+        topups, refunds, granted, expired, free_granted, free_expired, charges (charges_free
+        and charges_credits of them), ``spend:<YYYY-MM>`` per month, and credits_next_end
+        (ms); and free_month, the month ("YYYY-MM") of the free quota (absent: the month the
+        account was made in; gateway.billing.free_renewal)."""
         return f"{self.tag}:wallet"
 
     @property
@@ -129,6 +131,11 @@ def ledger_checkpoint() -> str:
 def reaper_lease() -> str:
     """String with expiry: the process that sweeps every account's expired holds now."""
     return f"{PREFIX}:reaper:lease"
+
+
+def free_renewal_lease() -> str:
+    """String with expiry: the process that renews the plans' monthly free quota now."""
+    return f"{PREFIX}:free_renewal:lease"
 
 
 def accounts_index() -> str:

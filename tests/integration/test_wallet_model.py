@@ -1,13 +1,15 @@
 """The wallet's Lua against a plain Python model of docs/wallet.md (hypothesis).
 
-Random sequences of top-ups, credit grants (live, or already past their end), requests
-admitted and settled (some left open while others run), and refunds run against a real Redis
+Random sequences of top-ups, credit grants (live, or already past their end), voucher
+redemptions, requests admitted and settled (some left open while others run), refunds (of a
+named top-up, or of the newest ones) and adjustments run against a real Redis
 through ``Wallet``, and against ``Model`` below, which says in a few lines what the scripts do:
 spendable = cash + credits not ending - held; a charge drains grants in order (those that ended
 before the request was admitted are passed over), then cash; strict charges are cut to what the
 request may pay; a grant past its end leaves whole once no request admitted before its end is
-open. After every step every balance agrees to the unit (and the ledger identity holds: the
-redis fixture's check runs at the end).
+open; cash leaves the top-ups ("lots") oldest first, and a refund returns a named top-up's
+unspent rest or the newest top-ups' first. After every step every balance agrees to the unit
+(and the ledger identity holds: the redis fixture's check runs at the end).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway import errors
 from gateway.billing.accounts import Directory
 from gateway.billing.records import new_request_id
+from gateway.billing.vouchers import Voucher, Vouchers
 from gateway.billing.wallet import Admission, Limits, Wallet
 from gateway.store.keys import AccountKeys
 
@@ -46,6 +50,39 @@ class Model:
     expired: int = 0
     grants: list[Grant] = field(default_factory=list)
     holds: dict[str, tuple[int, int]] = field(default_factory=dict)  # rid -> (hold, admitted)
+    # Cash lots, oldest first: [lot id, left, refundable] ("t:" a top-up, "a:" an adjustment)
+    lots: list[list[Any]] = field(default_factory=list)
+
+    def spend_cash(self, amount: int) -> None:
+        """Cash leaves the lots oldest first."""
+        self.cash -= amount
+        for lot in self.lots:
+            take = min(lot[1], amount)
+            lot[1] -= take
+            amount -= take
+        self.lots = [lot for lot in self.lots if lot[1] > 0]
+
+    def refund(self, amount: int, topup: str, now: int) -> list[tuple[str, int]] | None:
+        """The lots a refund returns (named top-up, else the newest first), or None."""
+        limit = min(self.cash, self.spendable(now) + self.ending(now))
+        left = {lot[0]: lot[1] for lot in self.lots}
+        if topup:
+            plan = [("t:" + topup, amount)]
+            if amount > left.get("t:" + topup, 0) or amount > limit:
+                return None
+        else:
+            plan, want = [], amount
+            for lot_id, n, refundable in reversed(self.lots):
+                if refundable and want:
+                    plan.append((lot_id, min(n, want)))
+                    want -= min(n, want)
+            if want or amount > limit:
+                return None
+        for lot_id, take in plan:
+            next(lot for lot in self.lots if lot[0] == lot_id)[1] -= take
+        self.lots = [lot for lot in self.lots if lot[1] > 0]
+        self.cash -= amount
+        return plan
 
     def ending(self, now: int) -> int:
         return sum(g.left for g in self.grants if 0 < g.ends <= now)
@@ -83,7 +120,7 @@ class Model:
             rest -= take
             if g.left == 0:
                 self.grants.remove(g)
-        self.cash -= rest
+        self.spend_cash(rest)
         self.finalise(now)
         return cost
 
@@ -95,8 +132,17 @@ STEPS = st.lists(st.one_of(
     st.tuples(st.just("open"), st.integers(1, 4_000)),
     st.tuples(st.just("close"), st.integers(0, 3), st.integers(0, 6_000)),
     st.tuples(st.just("request"), st.integers(1, 4_000), st.integers(0, 6_000)),
-    st.tuples(st.just("refund"), st.integers(1, 3_000)),
+    st.tuples(st.just("refund"), st.integers(1, 3_000), st.integers(-1, 4)),
+    st.tuples(st.just("adjust"), st.integers(-3_000, 3_000).filter(bool)),
+    st.tuples(st.just("redeem"), st.integers(1, 5_000)),
 ), min_size=1, max_size=25)  # fmt: skip
+
+
+async def redis_lots(redis: Any, account: str) -> list[list[Any]]:
+    k = AccountKeys(account)
+    left = await redis.hgetall(k.cash_lots)
+    return [[lot, int(left[lot].split("|")[0]), left[lot].endswith("|1")]
+            for lot in await redis.zrange(k.cash_lot_order, 0, -1)]  # fmt: skip
 
 
 async def redis_ms(redis: Any) -> int:
@@ -110,8 +156,9 @@ async def redis_ms(redis: Any) -> int:
 @given(steps=STEPS)
 async def test_the_scripts_agree_with_the_model(redis: Any, steps: list[tuple[Any, ...]]) -> None:
     wallet = Wallet(redis)
+    vouchers = Vouchers(redis, wallet)
     account = (await Directory(redis).create_account({"name": "m", "plan": "p"})).id
-    model, open_ids = Model(), []
+    model, open_ids, topups = Model(), [], []
 
     async def admit(hold: int) -> str | None:
         rid = new_request_id()
@@ -133,6 +180,8 @@ async def test_the_scripts_agree_with_the_model(redis: Any, steps: list[tuple[An
         if kind == "topup":
             await wallet.move_money(account, kind="topup", amount=step[1], order_id=f"t{n}")
             model.cash += step[1]
+            model.lots.append([f"t:t{n}", step[1], True])
+            topups.append(f"t{n}")
         elif kind == "grant":
             now = await redis_ms(redis)
             ends = now - 1 if step[3] else 0  # already past its end, or never ending
@@ -151,15 +200,41 @@ async def test_the_scripts_agree_with_the_model(redis: Any, steps: list[tuple[An
             rid = await admit(step[1])
             if rid:
                 await settle(rid, step[2])
-        elif kind == "refund":
-            refundable = min(model.cash, model.spendable(await redis_ms(redis)) + model.ending(
+        elif kind == "refund":  # of a named top-up, or (-1, or none yet) the newest first
+            topup = topups[step[2] % len(topups)] if topups and step[2] >= 0 else ""
+            plan = model.refund(step[1], topup, await redis_ms(redis))
+            try:
+                txn, _ = await wallet.move_money(account, kind="refund", amount=step[1],
+                                                 order_id=f"r{n}", topup=topup)  # fmt: skip
+            except errors.InvalidRequest:
+                assert plan is None, (steps, model)
+            else:
+                assert plan is not None, (steps, model)
+                assert txn.topups == tuple((i[2:], a) for i, a in plan), (steps, txn, plan)
+            assert await redis_lots(redis, account) == model.lots, (steps, model)
+        elif kind == "adjust":
+            limit = min(model.cash, model.spendable(await redis_ms(redis)) + model.ending(
                 await redis_ms(redis)))  # fmt: skip
             try:
-                await wallet.move_money(account, kind="refund", amount=step[1], order_id=f"r{n}")
-                model.cash -= step[1]
-                assert step[1] <= refundable, (steps, model)
-            except Exception:
-                assert step[1] > refundable, (steps, model)
+                await wallet.move_money(account, kind="adjustment", amount=step[1],
+                                        order_id=f"a{n}", note="fix", operator="t")  # fmt: skip
+            except errors.InvalidRequest:
+                assert -step[1] > limit, (steps, model)
+            else:
+                assert -step[1] <= limit, (steps, model)
+                if step[1] > 0:
+                    model.cash += step[1]
+                    model.lots.append([f"a:a{n}", step[1], False])
+                else:
+                    model.spend_cash(-step[1])
+            assert await redis_lots(redis, account) == model.lots, (steps, model)
+        elif kind == "redeem":  # a voucher's credit: a grant that never ends, priority 0
+            code = f"V{n}-{account[:8]}".upper()
+            await vouchers.create(Voucher(code, step[1], 1))
+            await vouchers.redeem(account, code)
+            member = next(m for m in await redis.zrange(AccountKeys(account).grant_order, 0, -1)
+                          if m.endswith(f":voucher-{code}"))  # fmt: skip
+            model.grants.append(Grant(f"voucher-{code}", step[1], 0, 0, int(member[17:30])))
         view = await wallet.view(account)  # sweeps: finalises what the model finalises
         now = await redis_ms(redis)
         model.finalise(now)
