@@ -2,7 +2,7 @@
 
     python -m bench.redis_memory [--requests 100000] [--accounts 100]
 
-Runs the wallet's own scripts (admit_v4 + settle_v7 through the lean client, and the ledger
+Runs the wallet's own scripts (admit_v5 + settle_v8 through the lean client, and the ledger
 relay) against a fresh redis-server, with record fields shaped as the proxy writes them, and
 reads ``used_memory`` (INFO) at each step:
 
@@ -125,7 +125,7 @@ def report(r: dict[str, Any]) -> str:
     lines = [
         "# Bytes per request kept in Redis (`python -m bench.redis_memory`)",
         "",
-        f"{n:,} requests over {r['accounts']} accounts, through admit_v4 + settle_v7 and the "
+        f"{n:,} requests over {r['accounts']} accounts, through admit_v5 + settle_v8 and the "
         "ledger relay, record fields as the proxy writes them.",
         "",
         "| What | Bytes per request |",

@@ -8,7 +8,7 @@ import hmac
 import io
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -32,13 +32,19 @@ from gateway.billing.wallet import Wallet
 from gateway.edge.admin import Admin
 from gateway.edge.auth import Authenticator
 from gateway.edge.client_api import ClientApi
+from gateway.edge.events_api import EventsApi
 from gateway.edge.http_server import render
 from gateway.edge.httpjson import json_response
 from gateway.edge.model_access import model_list
 from gateway.edge.openapi import openapi_route
+from gateway.edge.owner_api import OwnerApi
+from gateway.edge.payments_api import PaymentsApi
 from gateway.edge.proxy import REQUEST_ID, Proxy
 from gateway.edge.receipts_api import ReceiptsApi
+from gateway.events.account_delivery import EventHandler
+from gateway.events.dispatcher import Dispatcher
 from gateway.observability.metrics import Metrics, exposition
+from gateway.payments.service import Payments
 from gateway.prices.holder import PricingHolder
 from gateway.prices.loading import load_pricing
 from gateway.prices.reload import PricingReloader
@@ -62,6 +68,7 @@ WALLET = web.AppKey("wallet", Wallet)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
 FREE_RENEWAL = web.AppKey("free_renewal", FreeQuotaRenewer)
+PAYMENTS = web.AppKey("payments", Payments)  # its auto_topups.handle takes account events
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -182,9 +189,11 @@ def create_app(
     pricing: PriceTable | None = None,
     counter: TokenCounter | None = None,
     scripts: ScriptCaller | None = None,
+    event_handlers: Sequence[EventHandler] = (),
 ) -> web.Application:
     """Build the gateway. ``redis`` is a redis.asyncio client the caller owns; ``scripts``
-    runs the wallet's Lua (default: through ``redis``; see :mod:`gateway.store.fast_client`)."""
+    runs the wallet's Lua (default: through ``redis``; see :mod:`gateway.store.fast_client`);
+    ``event_handlers`` see every account event before its webhook (gateway.events.dispatcher)."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry, settings.metrics_dir)
     holder = PricingHolder(pricing if pricing is not None else load_pricing(settings.pricing_file))
@@ -203,7 +212,7 @@ def create_app(
     relay = LedgerRelay(redis, scripts, retention_s=settings.ledger_retention)
     wallet = Wallet(redis, scripts, on_ledger=relay.touched,
                     ledger_retention=settings.ledger_retention)  # fmt: skip
-    auth = Authenticator(directory)
+    auth = Authenticator(directory, trusted_proxies=settings.trusted_proxies)
     endpoints = default_endpoints(settings.aliases)
     vouchers = Vouchers(redis, wallet)
     renewer = FreeQuotaRenewer(redis, scripts, directory, settings.plans, on_ledger=relay.touched,
@@ -221,6 +230,15 @@ def create_app(
     app[METRICS] = metrics
     app[FREE_RENEWAL] = renewer
     app.cleanup_ctx.append(metrics.publishing)  # first in, so last out
+    payments = app[PAYMENTS] = Payments(settings.payments, redis=redis, wallet=wallet,
+                                        directory=directory, on_ledger=relay.touched,
+                                        ledger_retention=settings.ledger_retention)  # fmt: skip
+    admin.money.refund_topup = payments.refunds.refund  # a Stripe top-up: through Stripe first
+    # The auto top-up's payment is asked for when its wallet_balance_low event is dispatched.
+    dispatcher = Dispatcher(redis, settings.webhooks,
+                            handlers=[payments.auto_topups.handle, *event_handlers],
+                            retention_s=settings.ledger_retention)  # fmt: skip
+    app.cleanup_ctx.append(payments.running)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own_pool = pool is None
@@ -244,6 +262,7 @@ def create_app(
             asyncio.create_task(app[PROXY].replay_journal(), name="journal replay"),
             asyncio.create_task(app[PROXY].cut_stalled_streams(), name="stalled streams"),
             asyncio.create_task(relay.run_forever(), name="ledger relay"),
+            asyncio.create_task(dispatcher.run_forever(), name="event dispatcher"),
             asyncio.create_task(reap_forever(redis, wallet, reap_every), name="hold reaper"),
             asyncio.create_task(
                 renew_free_quota_forever(renewer, redis, settings.free_renewal_interval),
@@ -310,8 +329,13 @@ def create_app(
             web.get("/metrics", metrics_handler(metrics, settings.metrics_token)),
             openapi_route(),
             *admin.routes(),
+            *EventsApi(check=admin.check, directory=directory,
+                       listing=dispatcher.listing).routes(),
+            *OwnerApi(auth=auth, directory=directory, guards=admin.guards).routes(),
             *ReceiptsApi(check=admin.check, directory=directory, auth=auth,
                          receipts=Receipts(redis), issuer=settings.receipt_issuer).routes(),
+            *PaymentsApi(payments=payments, check_admin=admin.check, directory=directory,
+                         check_topup=admin.money.check_topup, auth=auth).routes(),
         ]
     )
     return app

@@ -8,19 +8,25 @@ always OpenAI-shaped: ``{"error": {"message", "type", "code", "param"}}``.
     │   ├── ModelNotPriced      400 model_not_priced
     │   ├── ProviderNotConfigured 400 provider_not_configured (no API key for its provider)
     │   ├── VoucherInvalid      400 voucher_invalid       (unknown, used up, expired, used)
+    │   ├── PaymentRefused      400 payment_refused       (the payment provider said no)
     │   └── NotFound            404 not_found
     ├── InvalidApiKey           401 invalid_api_key
     ├── AdminUnauthorized       401 invalid_admin_token
     ├── InsufficientBalance     403 insufficient_balance
+    ├── MonthlyLimitReached     403 monthly_limit_reached
     ├── AccountSuspended        403 account_suspended     (nothing forwarded)
     ├── AccountClosed           403 account_closed
     ├── PlanCannotTopUp         403 plan_cannot_top_up    (a free plan: upgrade it first)
     ├── ModelNotAllowed         403 model_not_allowed     (the key's allow-list)
+    ├── RoleNotAllowed          403 role_not_allowed      (the key's role: a viewer's model call)
+    ├── IpNotAllowed            403 ip_not_allowed        (the key's allowed_ips)
     ├── RequestTimeout          408 request_timeout       (a body that never finishes)
     ├── Conflict                409 conflict
+    │   └── PaymentsNotConfigured 409 payments_not_configured (no payment provider)
     ├── RequestTooLarge         413 request_too_large
     ├── RateLimited             429 rate_limit_exceeded   (+ Retry-After)
     ├── UpstreamError           502 upstream_error
+    │   └── PaymentProviderError 502 payment_provider_error (Stripe unreachable or failing)
     ├── BillingUnavailable      503 billing_unavailable
     └── UpstreamTimeout         504 upstream_timeout
 """
@@ -81,6 +87,10 @@ class VoucherInvalid(InvalidRequest):
     code = "voucher_invalid"
 
 
+class PaymentRefused(InvalidRequest):
+    code = "payment_refused"
+
+
 class NotFound(InvalidRequest):
     status = 404
     code = "not_found"
@@ -102,6 +112,12 @@ class InsufficientBalance(GatewayError):
     status = 403
     type = "insufficient_quota"
     code = "insufficient_balance"
+
+
+class MonthlyLimitReached(GatewayError):
+    status = 403
+    type = "insufficient_quota"
+    code = "monthly_limit_reached"
 
 
 class AccountSuspended(GatewayError):
@@ -128,6 +144,23 @@ class ModelNotAllowed(GatewayError):
     code = "model_not_allowed"
 
 
+class RoleNotAllowed(GatewayError):
+    """The key's role does not allow the call: a viewer calling a model, a member or viewer
+    managing the account (docs/guards.md, Roles)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "role_not_allowed"
+
+
+class IpNotAllowed(GatewayError):
+    """The client's address is outside the key's ``allowed_ips``."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "ip_not_allowed"
+
+
 class RequestTimeout(GatewayError):
     status = 408
     type = "invalid_request_error"
@@ -139,6 +172,10 @@ class Conflict(GatewayError):
     status = 409
     type = "invalid_request_error"
     code = "conflict"
+
+
+class PaymentsNotConfigured(Conflict):
+    code = "payments_not_configured"
 
 
 class RequestTooLarge(GatewayError):
@@ -158,6 +195,10 @@ class UpstreamError(GatewayError):
     status = 502
     type = "api_error"
     code = "upstream_error"
+
+
+class PaymentProviderError(UpstreamError):
+    code = "payment_provider_error"
 
 
 class BillingUnavailable(GatewayError):

@@ -12,43 +12,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from gateway.billing.plans import BUILT_IN as BUILT_IN_PLANS
 from gateway.billing.plans import Plan, PlanError, parse_plans
 from gateway.billing.receipts import Issuer, parse_issuer
+from gateway.edge.client_ip import Network, parse_trusted_proxies
+from gateway.events.dispatch_config import CONFIG_FIELDS, DispatchConfig, parse_dispatch_config
+from gateway.payments.config import PaymentsConfig, parse_payments
+from gateway.provider_settings import (
+    ProviderConfig,
+    parse_provider,
+)
 from pricing.exact_yaml import DuplicateKeyError, UniqueKeyLoader
-
-PROVIDER_KINDS = ("openai", "anthropic", "mock")
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com/v1",
-}
 
 
 class ConfigError(ValueError):
     """Configuration problems, each one line phrased as ``<file>: <field>: <problem>``."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    name: str
-    kind: str
-    base_url: str
-    models: tuple[str, ...]
-    api_key: str | None = field(default=None, repr=False)
-    api_key_env: str | None = None  # the variable the key was to come from (named in errors)
-
-    def missing_key(self) -> str | None:
-        """What this provider lacks to authenticate upstream, as a phrase naming the setting;
-        None when nothing is missing (a key is set, or the built-in mock needs none)."""
-        if self.kind == "mock" or self.api_key:
-            return None
-        if self.api_key_env:
-            return f"the environment variable {self.api_key_env} (api_key_env) is not set"
-        return "it has neither api_key nor api_key_env"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +67,10 @@ class Settings:
     aliases: Mapping[str, str] = field(default_factory=dict)  # model name clients use -> model
     plans: Mapping[str, Plan] = field(default_factory=lambda: dict(BUILT_IN_PLANS))
     receipt_issuer: Issuer | None = None  # who the receipts name as their issuer
-    # Where workers publish their metrics for each other; set by ``tollgate serve --workers N``,
-    # never read from the file.
+    trusted_proxies: tuple[Network, ...] = ()  # peers whose X-Forwarded-For names the client
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)  # gateway.payments
+    webhooks: DispatchConfig = field(default_factory=DispatchConfig)  # gateway.events
+    # Where workers share their metrics: set by ``tollgate serve --workers N``, not by the file.
     metrics_dir: Path | None = None
 
     @property
@@ -98,16 +81,14 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret this configuration holds (kept out of the logs)."""
         found = [self.admin_token, self.metrics_token, *(p.api_key for p in self.providers)]
-        return [s for s in found if s]
+        return [s for s in [*found, *self.payments.secrets()] if s]
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
 _TOP_LEVEL = {
-    "redis_url",
-    "data_dir",
-    "pricing_file",
+    "redis_url", "data_dir", "pricing_file",
     "providers",
     "max_body_bytes",
     "connect_timeout",
@@ -133,8 +114,9 @@ _TOP_LEVEL = {
     "aliases",
     "plans",
     "receipt_issuer",
-}
-_PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key", "api_key_env", "models"}
+    "trusted_proxies",
+    "payments",
+} | set(CONFIG_FIELDS)  # webhook_* and dispatch_* (gateway.events.dispatch_config)
 
 
 def load_settings(path: str | os.PathLike[str], env: Mapping[str, str]) -> Settings:
@@ -222,7 +204,7 @@ def parse_settings(
     redis_url = env.get("TOLLGATE_REDIS_URL") or redis_url
 
     providers = tuple(
-        _parse_provider(item, f"providers[{i}]", f.fail, env)
+        parse_provider(item, f"providers[{i}]", f.fail, env)
         for i, item in enumerate(_list(data.get("providers", []), "providers", f.fail))
     )
     names = [p.name for p in providers]
@@ -257,16 +239,16 @@ def parse_settings(
         journal_fsync=f.choice("journal_fsync", ("always", "interval", "never"), "interval"),
         journal_stream_interval=f.seconds("journal_stream_interval", 2.0),
         default_max_output_tokens=f.count("default_max_output_tokens", 4096),
-        # null: hold the whole output ceiling
-        hold_output_tokens=None
-        if data.get("hold_output_tokens", 0) is None
-        else f.count("hold_output_tokens", 1024),
+        hold_output_tokens=f.count("hold_output_tokens", 1024)  # null: the whole output ceiling
+        if data.get("hold_output_tokens", 0) is not None else None,
         aliases=_parse_aliases(data.get("aliases"), f.fail),
         plans=_parse_plans(data.get("plans"), f),
         receipt_issuer=parse_issuer(data.get("receipt_issuer"), f.fail),
+        trusted_proxies=parse_trusted_proxies(data.get("trusted_proxies"), f.fail),
+        payments=parse_payments(data.get("payments"), f.fail, env),
     )
     _check_consistent(settings, f)
-    return settings
+    return replace(settings, webhooks=parse_dispatch_config(data, f.fail))
 
 
 def _check_consistent(settings: Settings, f: _Fields) -> None:
@@ -339,57 +321,3 @@ def _list(value: object, name: str, fail: _Fail) -> list[object]:
 
 
 _Fail = Callable[[str, str], ConfigError]
-
-
-def _parse_provider(
-    item: object, where: str, fail: _Fail, env: Mapping[str, str]
-) -> ProviderConfig:
-    if not isinstance(item, dict):
-        raise fail(where, "must be a mapping with name, kind and models")
-    for key in item:
-        if key not in _PROVIDER_FIELDS:
-            raise fail(
-                f"{where}.{key}",
-                f"unknown field; expected one of {', '.join(sorted(_PROVIDER_FIELDS))}",
-            )
-    name = item.get("name")
-    if not isinstance(name, str) or not name:
-        raise fail(f"{where}.name", "must be a non-empty string")
-    kind = item.get("kind")
-    if kind not in PROVIDER_KINDS:
-        raise fail(f"{where}.kind", f"must be one of {', '.join(PROVIDER_KINDS)}, got {kind!r}")
-    base_url = item.get("base_url", DEFAULT_BASE_URLS.get(str(kind), ""))
-    if not isinstance(base_url, str) or (kind != "mock" and not _http_url(base_url)):
-        raise fail(f"{where}.base_url", "must be an http:// or https:// URL with a host")
-    models = item.get("models")
-    if (
-        not isinstance(models, list)
-        or not models
-        or not all(isinstance(m, str) and m for m in models)
-    ):
-        raise fail(f"{where}.models", "must be a non-empty list of model names or globs")
-    api_key = item.get("api_key")
-    if api_key is not None and not isinstance(api_key, str):
-        raise fail(f"{where}.api_key", "must be a string")
-    key_env = item.get("api_key_env")
-    if key_env is not None:
-        if not isinstance(key_env, str) or not key_env:
-            raise fail(f"{where}.api_key_env", "must be the name of an environment variable")
-        api_key = env.get(key_env) or api_key
-    return ProviderConfig(
-        name=name,
-        kind=str(kind),
-        base_url=base_url.rstrip("/"),
-        models=tuple(models),
-        api_key=api_key,
-        api_key_env=key_env,
-    )
-
-
-def _http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -1,7 +1,7 @@
 """Who an account's receipts are made out to: its billing details (name, address, tax id, email).
 
 They live in the account's profile hash under fixed field names (``PROFILE_FIELDS``) because
-the top-up script (``lua/money_move_v5.lua``) copies them from there into the receipt in the same
+the top-up script (``lua/money_move_v6.lua``) copies them from there into the receipt in the same
 call as the top-up: a receipt shows the details as they were when it was issued, and editing
 them later changes only the receipts still to come. An empty or absent field is unset.
 """

@@ -16,7 +16,7 @@ without a limit of its own is held for less:
 A client's own limit is held as asked, and a request billed for no output tokens (embeddings,
 images, transcriptions) exactly as before. The price of a smaller hold: a reply that writes
 more than was held is charged in full when the balance covers it, and under ``strict`` cut to
-what the balance can pay, the cut recorded as the request's ``shortfall`` (``settle_v7``).
+what the balance can pay, the cut recorded as the request's ``shortfall`` (``settle_v8``).
 Set ``max_tokens`` and the hold is exact again. The output bound that a provider's usage report
 is judged against (``usage_checks``) stays the full ceiling: a long reply is no anomaly.
 """

@@ -222,11 +222,14 @@ def export_json(cursor: str, account: str, entry_id: str, f: dict[str, str]) -> 
         split = [_int(n) for n in f.get("s", "").split(",")] + [0, 0, 0]
         line.update(order_id=f.get("r", ""), note=f.get("n", ""),
                     source=_split_json(split[0], split[1], split[2]))  # fmt: skip
-        if "l" in f:  # a refund's top-ups (money_move_v5)
+        if "l" in f:  # a refund's top-ups (money_move_v6)
             line["topups"] = [{"order_id": o or None, "amount": format_usd(n)}
                               for o, n in returned_lots(f["l"])]  # fmt: skip
         if "o" in f:  # an adjustment's operator
             line["operator"] = f["o"]
+        if f.get("t") == "event":  # docs/guards.md: its name, id and data
+            line.update(event=f.get("e", ""), event_id=event_id(account, entry_id),
+                        data=orjson.loads(f.get("d") or "{}"))  # fmt: skip
         return line
     e = ChargeEntry.from_fields(entry_id, f)
     line.update(
@@ -245,8 +248,13 @@ def _split_json(free: int, credits: int, cash: int) -> dict[str, str]:
 
 
 def returned_lots(packed: str) -> tuple[tuple[str, int], ...]:
-    """A refund's top-ups as money_move_v5 writes them, ``[["order id", "amount"], ...]``:
+    """A refund's top-ups as money_move_v6 writes them, ``[["order id", "amount"], ...]``:
     (order id, "" for cash from before lots; amount)."""
     if not packed:
         return ()
     return tuple((str(order), int(amount)) for order, amount in orjson.loads(packed))
+
+
+def event_id(account_id: str, entry_id: str) -> str:
+    """An event's id (docs/guards.md): unique, stable, and known to every reader."""
+    return f"evt_{account_id}_{entry_id}"

@@ -14,16 +14,17 @@ from redis.exceptions import RedisClusterException, RedisError
 from gateway.store.redis_errors import classify
 
 SCRIPT_NAMES = (
-    "admit_v4",
-    "settle_v7",
-    "money_move_v5",
-    "sweep_v2",
-    "voucher_redeem_v1",
-    "renew_v1",
+    "admit_v5",
+    "settle_v8",
+    "money_move_v6",
+    "sweep_v3",
+    "voucher_redeem_v2",
+    "renew_v2",
     "free_renew_v1",
     "relay_append_v1",
     "relay_mark_v1",
     "relay_ids_v1",
+    "auto_topup_failed_v1",
 )
 
 

@@ -5,7 +5,9 @@ allowed. A plan says whether its accounts may top up and within which bounds, ho
 quota (AI and Cloud) it grants, and ``hold_max``: the most a request that sets no output limit
 (no ``max_tokens``) is held for (``gateway.billing.holds``; none by default). ``default`` is the
 plan of accounts made without one (and of every account made before plans existed): it may top
-up any amount, grants no quota and caps no hold.
+up any amount, grants no quota and caps no hold. ``monthly_limit`` (default 500.00 USD; null:
+none) and ``limit_action`` (``pause`` or ``notify``) are what a new account of the plan starts
+with (docs/guards.md).
 
     plans:
       free: {can_top_up: false, free_quota: {ai: "1.00", cloud: "0.00"}, free_quota_renews: monthly}
@@ -23,9 +25,7 @@ from pricing import format_usd, parse_usd
 
 USD = 10**9
 RENEWALS = ("monthly", "once")
-# Read and kept, but enforced by the guards (monthly limits) that are not built yet: a plan
-# that sets them is accepted, and the gateway says at start that they do nothing so far.
-NOT_YET_ENFORCED = ("monthly_limit", "limit_action")
+LIMIT_ACTIONS = ("pause", "notify")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,9 @@ class Plan:
     free_quota_cloud: int = 0
     free_quota_renews: str = "monthly"
     hold_max: int = 0  # nanodollars; 0: no cap on a request's hold
-    not_enforced: tuple[str, ...] = ()  # fields set that this version does not act on
+    # What a new account of the plan starts with (docs/guards.md); the account may change them.
+    monthly_limit: int | None = 500 * USD  # None: none
+    limit_action: str = "pause"
 
     def check_topup(self, amount: int) -> str | None:
         """Why a top-up of ``amount`` is refused, or None."""
@@ -58,6 +60,9 @@ class Plan:
                            "cloud": format_usd(self.free_quota_cloud)},
             "free_quota_renews": self.free_quota_renews,
             "hold_max": format_usd(self.hold_max) if self.hold_max else None,
+            "monthly_limit": format_usd(self.monthly_limit)
+            if self.monthly_limit is not None else None,
+            "limit_action": self.limit_action,
         }  # fmt: skip
 
 
@@ -94,39 +99,42 @@ def parse_plans(raw: object) -> dict[str, Plan]:
 
 
 def _merge(plan: Plan, name: str, body: Mapping[Any, Any]) -> Plan:
-    known = {f.name for f in fields(Plan)} - {"name", "free_quota_ai", "free_quota_cloud",
-                                               "not_enforced"}  # fmt: skip
     changes: dict[str, Any] = {}
     for key, value in body.items():
-        where = f"plans.{name}.{key}"
-        if key == "can_top_up":
-            if not isinstance(value, bool):
-                raise PlanError(where, "must be true or false")
-            changes[key] = value
-        elif key in ("topup_min", "topup_max"):
-            changes[key] = _usd(where, value)
-        elif key == "hold_max":  # null: no cap (over a plan that had one)
-            changes[key] = 0 if value is None else _usd(where, value, positive=True)
-        elif key == "free_quota":
-            if not isinstance(value, Mapping) or set(value) - {"ai", "cloud"}:
-                raise PlanError(where, 'must be a mapping with "ai" and/or "cloud" amounts')
-            if "ai" in value:
-                changes["free_quota_ai"] = _usd(f"{where}.ai", value["ai"])
-            if "cloud" in value:
-                changes["free_quota_cloud"] = _usd(f"{where}.cloud", value["cloud"])
-        elif key == "free_quota_renews":
-            if value not in RENEWALS:
-                raise PlanError(where, f"must be one of {', '.join(RENEWALS)}")
-            changes[key] = value
-        elif key in NOT_YET_ENFORCED:
-            changes["not_enforced"] = (*plan.not_enforced, key)
-        else:
-            raise PlanError(where, f"unknown field; expected one of "
-                            f"{', '.join(sorted(known | {'free_quota', *NOT_YET_ENFORCED}))}")
+        changes.update(_field(str(key), value, f"plans.{name}.{key}"))
     merged = replace(plan, **changes)
     if merged.topup_min and merged.topup_max and merged.topup_min > merged.topup_max:
         raise PlanError(f"plans.{name}.topup_min", "must not exceed topup_max")
     return merged
+
+
+CHOICES = {"free_quota_renews": RENEWALS, "limit_action": LIMIT_ACTIONS}
+
+
+def _field(key: str, value: object, where: str) -> dict[str, Any]:
+    """The Plan fields that one config field ``key`` sets."""
+    if key == "can_top_up":
+        if not isinstance(value, bool):
+            raise PlanError(where, "must be true or false")
+        return {key: value}
+    if key in ("topup_min", "topup_max"):
+        return {key: _usd(where, value)}
+    if key == "hold_max":  # null: no cap (over a plan that had one)
+        return {key: 0 if value is None else _usd(where, value, positive=True)}
+    if key == "monthly_limit":  # null: none
+        return {key: None if value is None else _usd(where, value, positive=True)}
+    if key in CHOICES:
+        if value not in CHOICES[key]:
+            raise PlanError(where, f"must be one of {', '.join(CHOICES[key])}")
+        return {key: value}
+    if key == "free_quota":
+        if not isinstance(value, Mapping) or set(value) - {"ai", "cloud"}:
+            raise PlanError(where, 'must be a mapping with "ai" and/or "cloud" amounts')
+        return {f"free_quota_{c}": _usd(f"{where}.{c}", value[c]) for c in ("ai", "cloud")
+                if c in value}  # fmt: skip
+    known = {f.name for f in fields(Plan)} - {"name", "free_quota_ai", "free_quota_cloud"}
+    raise PlanError(where, f"unknown field; expected one of "
+                    f"{', '.join(sorted(known | {'free_quota'}))}")
 
 
 def _usd(where: str, value: object, *, positive: bool = False) -> int:

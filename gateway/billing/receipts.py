@@ -1,6 +1,6 @@
 """Receipts: one for every top-up, numbered per account from 1 without gaps.
 
-The top-up script (``lua/money_move_v5.lua``) issues them: in the same call as the top-up it
+The top-up script (``lua/money_move_v6.lua``) issues them: in the same call as the top-up it
 takes the account's next number (``HINCRBY`` of the wallet hash's ``receipts``) and writes the
 receipt, as JSON of strings, into the account's receipts hash under that number, with the
 billing details of that moment copied from the profile. A replayed top-up answers with its

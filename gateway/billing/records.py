@@ -1,7 +1,7 @@
 """A request's record: pending in its own hash, then its ledger entry (gateway.billing.ledger).
 
-While a request runs, its record is a small hash (admit_v4). Once settled, the record is its
-ledger entry, found through a marker that lives ``record_ttl`` (settle_v7); after that, by its
+While a request runs, its record is a small hash (admit_v5). Once settled, the record is its
+ledger entry, found through a marker that lives ``record_ttl`` (settle_v8); after that, by its
 id alone: the id carries the admission time, and the entry comes after it in the ledger.
 """
 
@@ -64,10 +64,12 @@ LOOKUP_PAGE, LOOKUP_PAGES = 1000, 50  # at most 50,000 entries read to find an o
 LOOKUP_WINDOW_MS = 86_400_000  # and none settled more than a day after the admission
 
 
-def new_request_id() -> str:
-    """``req_`` + the admission time (ms, 11 hex digits) + 80 random bits: the time lets an
-    old request be found in its account's ledger without an index."""
-    return f"req_{int(time.time() * 1000):011x}{secrets.token_hex(10)}"
+def new_request_id(now_ms: int | None = None) -> str:
+    """``req_`` + the admission time (ms, 11 hex digits; ``now_ms``, by default this host's
+    clock) + 80 random bits: the time lets an old request be found in its account's ledger
+    without an index."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return f"req_{ms:011x}{secrets.token_hex(10)}"
 
 
 REQUEST_ID = re.compile(r"req_([0-9a-f]{11})[0-9a-f]{20}")

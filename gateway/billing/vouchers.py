@@ -74,7 +74,8 @@ class Vouchers:
         if not CODE.fullmatch(code):
             raise errors.VoucherInvalid("This voucher code does not exist.", param="code")
         r = (await self._wallet.scripts.call(
-            "voucher_redeem_v1", [voucher(code), voucher_redeemed(code)], [account_id]
+            "voucher_redeem_v2", [voucher(code), voucher_redeemed(code)],
+            [account_id, self._wallet.clock_arg()]
         )).split()  # fmt: skip
         status, amount, ends = int(r[0]), int(r[1]), int(r[2])
         if status < 0:

@@ -43,6 +43,7 @@ class Limits:
     key_tpm: int = 0
     account_rpm: int = 0
     account_tpm: int = 0
+    key_month: int = 0  # the key's monthly spend cap, nanodollars (0: none)
 
     def as_args(self) -> list[int]:
         return [self.key_rpm, self.key_tpm, self.account_rpm, self.account_tpm]
@@ -64,12 +65,15 @@ class Admission:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why admission failed: ``reason`` is "balance" or "rate"."""
+    """Why admission failed: ``reason`` is "balance", "rate", "monthly_limit" (the account's)
+    or "key_limit" (the key's monthly cap); ``limit`` and ``spent`` say the month's figures."""
 
     reason: str
     available: int = 0
     limit_index: int = 0
     retry_ms: int = 0
+    limit: int = 0
+    spent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +93,14 @@ class Wallet:
         *,
         on_ledger: Callable[[str], None] | None = None,
         ledger_retention: int = 90 * 86400,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         """``scripts`` runs the Lua (default: through ``redis`` itself); ``on_ledger`` hears
-        of every account whose ledger got an entry (the feed's relay)."""
+        of every account whose ledger got an entry (the feed's relay). ``clock`` (unix ms)
+        drives the wallet's time (grant ends, hold deadlines, the month) in tests; without
+        one, as in production, the scripts read Redis's clock."""
         self._redis = redis
+        self._clock = clock
         self.scripts = scripts or RedisPyScripts(redis)
         self._on_ledger = on_ledger or (lambda _account: None)
         self._ledger_retention = ledger_retention
@@ -100,6 +108,17 @@ class Wallet:
         # client may have its answer before its settle's reply is back (gateway.billing.settler),
         # and its next read of the wallet must already show the charge.
         self._settling: dict[str, set[asyncio.Future[Any]]] = {}
+
+    def clock_arg(self) -> str:
+        """The scripts' clock argument: the driven time, or "0" for Redis's own."""
+        return str(self._clock()) if self._clock is not None else "0"
+
+    async def now_ms(self) -> int:
+        """The wallet's time: the driven clock's, else Redis's (as the scripts read it)."""
+        if self._clock is not None:
+            return self._clock()
+        seconds, micros = await self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     def settling(self, account_id: str, task: asyncio.Future[Any]) -> None:
         """Reads of ``account_id`` through this wallet wait for ``task`` (a settle) to end."""
@@ -147,13 +166,14 @@ class Wallet:
             k.grant_order,
             k.ledger,
             k.transactions,
+            k.key_spend,
         ]
         args: list[Any] = [request_id, hold, hold_ttl_ms, policy, est_tokens]
         args += limits.as_args()
-        args += [record_ttl, self._ledger_retention]
+        args += [record_ttl, self._ledger_retention, limits.key_month, key_id, self.clock_arg()]
         for name, value in record.items():
             args += [name, value]
-        r = (await self.scripts.call("admit_v4", keys, args)).split()
+        r = (await self.scripts.call("admit_v5", keys, args)).split()
         status = int(r[0])
         if status == 1:
             return Admission(
@@ -167,6 +187,9 @@ class Wallet:
             return Refusal("balance", available=int(r[1]))
         if status == -2:
             return Refusal("rate", limit_index=int(r[1]) - 1, retry_ms=int(r[2]))
+        if status in (-4, -5):
+            return Refusal("monthly_limit" if status == -4 else "key_limit",
+                           limit=int(r[1]), spent=int(r[2]))  # fmt: skip
         raise RuntimeError(f"request id {request_id} admitted twice")
 
     async def settle(
@@ -196,14 +219,15 @@ class Wallet:
         keys = [
             k.wallet, k.holds, k.hold_amounts, k.request(request_id), k.ledger,
             k.bucket(f"key:{key_id}", "tpm"), k.bucket("acct", "tpm"),
-            k.grants, k.grant_order, k.transactions,
+            k.grants, k.grant_order, k.transactions, k.key_spend,
         ]  # fmt: skip
         # ``usage`` and ``outcome`` are the ledger entry's "u" and "y" (billing.ledger).
         args: list[Any] = [
             request_id, cost, record_ttl, min(tokens, MAX_UNITS), limits.key_tpm,
             limits.account_tpm, ledger_retention or self._ledger_retention, policy, usage, outcome,
+            self.clock_arg(),
         ]  # fmt: skip
-        r = (await self.scripts.call("settle_v7", keys, args)).split()
+        r = (await self.scripts.call("settle_v8", keys, args)).split()
         if int(r[0]) == -1:
             return None
         self._on_ledger(account_id)  # also on a replay: its feed mark may have been lost
@@ -215,7 +239,7 @@ class Wallet:
         if not request_ids:
             return 0
         r = await self.scripts.call(
-            "renew_v1", [AccountKeys(account_id).holds], [ttl_ms, *request_ids]
+            "renew_v2", [AccountKeys(account_id).holds], [ttl_ms, self.clock_arg(), *request_ids]
         )
         return int(r)
 
@@ -236,11 +260,11 @@ class Wallet:
         """
         k = AccountKeys(account_id)
         r = await self.scripts.call(
-            "money_move_v5",
+            "money_move_v6",
             [k.wallet, k.order(order_id), k.transactions, k.ledger, k.grants, k.grant_order,
              k.profile, k.receipts, k.cash_lots, k.cash_lot_order, k.order(topup or order_id)],
             [kind, amount, order_id, note, self._ledger_retention, ORDER_RETENTION, ends_ms,
-             priority, category, topup, operator],
+             priority, category, topup, operator, self.clock_arg()],
         )  # fmt: skip
         status = int(r[0])
         if status < 0:
@@ -261,10 +285,10 @@ class Wallet:
         """Release the account's expired holds; returns how many."""
         k = AccountKeys(account_id)
         r = await self.scripts.call(
-            "sweep_v2",
+            "sweep_v3",
             [k.wallet, k.holds, k.hold_amounts, k.grants, k.grant_order, k.ledger,
              k.transactions],
-            [self._ledger_retention],
+            [self._ledger_retention, self.clock_arg()],
         )  # fmt: skip
         return int(r[0])
 
@@ -277,15 +301,15 @@ class Wallet:
         await self.settled(account_id)
         await self.sweep(account_id)
         k = AccountKeys(account_id)
-        seconds, micros = await self._redis.time()  # Redis's clock, as the scripts use
-        month = month_field(seconds)
+        now = await self.now_ms()  # the scripts' clock
+        month = month_field(now / 1000)
         fields = ["cash", "held", "topups", "refunds", "charges", month, "free_ai", "free_cloud"]
         values = await self._redis.hmget(k.wallet, fields)
         n = [int(v) if v is not None else 0 for v in values]
         return WalletView(
             cash=n[0], held=n[1], topups=n[2], refunds=n[3], charges=n[4], month_spend=n[5],
             free_ai=n[6], free_cloud=n[7], grants=await self._grants(k),
-            now_ms=int(seconds) * 1000 + int(micros) // 1000,
+            now_ms=now,
         )  # fmt: skip
 
     async def _grants(self, k: AccountKeys) -> tuple[Grant, ...]:

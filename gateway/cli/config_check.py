@@ -31,7 +31,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from gateway.prices.loading import load_pricing
-from gateway.settings import ConfigError, ProviderConfig, Settings, load_settings
+from gateway.provider_settings import ProviderConfig
+from gateway.settings import ConfigError, Settings, load_settings
 from gateway.upstream.routing import provider_for
 from pricing import PriceTable, PricingError
 from pricing.checks import missing_cache_prices, shadowed_globs
@@ -59,8 +60,7 @@ def run_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) -
     if problems:
         report(problems)
         return 2
-    report(f"warning: {line}" for line in [*provider_warnings(settings),
-                                           *plan_warnings(settings)])  # fmt: skip
+    report(f"warning: {line}" for line in provider_warnings(settings))
     assert table is not None
     print(f"{settings.source}: ok; {len(settings.providers)} provider(s), "
           f"{len(table.models)} priced model(s) in {table.source}")  # fmt: skip
@@ -150,14 +150,4 @@ def provider_warnings(settings: Settings) -> list[str]:
         "refused with provider_not_configured"
         for index, provider in enumerate(settings.providers)
         if (missing := provider.missing_key()) is not None
-    ]
-
-
-def plan_warnings(settings: Settings) -> list[str]:
-    """One line per plan field this version reads but does not act on yet."""
-    return [
-        f"{settings.source}: plans.{plan.name}.{name}: not enforced by this version (monthly "
-        "limits come with the guards); the plan works without it"
-        for plan in settings.plans.values()
-        for name in plan.not_enforced
     ]

@@ -27,7 +27,6 @@ from gateway.cli import operator
 from gateway.cli.config_check import (
     add_config_parser,
     check_files,
-    plan_warnings,
     provider_warnings,
     run_config,
 )
@@ -89,7 +88,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     listener = configure_logging(env.get("TOLLGATE_LOG_LEVEL", "INFO"), settings.log_format,
                                  settings.secrets())  # fmt: skip
     # here, before workers start: once, not per worker
-    for line in [*provider_warnings(settings), *plan_warnings(settings)]:
+    for line in provider_warnings(settings):
         log.warning("%s", line)
     try:
         return serve(settings, host=args.host, port=args.port, workers=args.workers)

@@ -1,7 +1,7 @@
 """Operator commands over the admin API: accounts, keys, top-ups, refunds, wallets, transactions.
 
     tollgate accounts list|create|show|update ...
-    tollgate keys create|list|revoke ...
+    tollgate keys create|list|update|revoke ...
     tollgate topup ACCOUNT AMOUNT --order-id ID      tollgate refund ACCOUNT AMOUNT --order-id ID
     tollgate adjust ACCOUNT AMOUNT --order-id ID --reason TEXT [--operator NAME]
     tollgate credit ACCOUNT AMOUNT --order-id ID [--expires-at T] [--priority N]
@@ -30,11 +30,13 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.cli.admin_client import DEFAULT_URL, AdminClient, AdminError, find_token
+from gateway.cli.key_options import key_body, key_options
 
 COMMANDS = ("accounts", "keys", "topup", "refund", "adjust", "credit", "vouchers", "wallet",
             "transactions", "admin-token", "receipt")
 ACCOUNT_COLUMNS = ("id", "name", "plan", "status", "hold_policy", "rpm", "tpm", "created_at")
-KEY_COLUMNS = ("id", "project", "name", "rpm", "tpm", "models", "expires_at", "created_at")
+KEY_COLUMNS = ("id", "project", "name", "role", "rpm", "tpm", "models", "allowed_ips",
+               "expires_at", "created_at")
 TXN_COLUMNS = ("id", "type", "amount", "order_id", "balance_after", "created_at", "note",
                "receipt_number")
 
@@ -181,24 +183,29 @@ def accounts_update(client: AdminClient, out: Out, account: str, billing_name: s
 
 @cli.group()
 def keys() -> None:
-    """Create, list and revoke API keys."""
+    """Create, list, update and revoke API keys."""
 
 
 @keys.command("create")
 @click.argument("account")
 @click.option("--project", default=None)
-@click.option("--name", default=None)
-@click.option("--rpm", type=click.IntRange(1), default=None)
-@click.option("--tpm", type=click.IntRange(1), default=None)
-@click.option("--models", default=None, help="comma-separated model names or globs it may use")
-@click.option("--expires-at", default=None, help="RFC 3339, e.g. 2027-01-31T00:00:00Z")
+@key_options
 @admin_command
-def keys_create(client: AdminClient, out: Out, account: str, models: str | None,
-                **fields: Any) -> None:  # fmt: skip
-    body = _present(**fields)
-    if models is not None:
-        body["models"] = [m.strip() for m in models.split(",") if m.strip()]
-    out.record(client.call("POST", f"/admin/accounts/{_seg(account)}/keys", body))
+def keys_create(client: AdminClient, out: Out, account: str, **fields: Any) -> None:
+    out.record(client.call("POST", f"/admin/accounts/{_seg(account)}/keys", key_body(fields)))
+
+
+@keys.command("update")
+@click.argument("key_id")
+@key_options
+@admin_command
+def keys_update(client: AdminClient, out: Out, key_id: str, **fields: Any) -> None:
+    """Change KEY_ID's settings (its project and secret stay); the options left out stay."""
+    body = key_body(fields)
+    if not body:
+        raise AdminError("nothing to update: give at least one option (tollgate keys update "
+                         "--help)")  # fmt: skip
+    out.record(client.call("PATCH", f"/admin/keys/{_seg(key_id)}", body))
 
 
 @keys.command("list")

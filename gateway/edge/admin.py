@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,8 @@ from aiohttp import web
 from gateway import errors
 from gateway.billing.accounts import HOLD_POLICIES, STATUSES, Directory
 from gateway.billing.feed import read_feed
+from gateway.billing.guards import FIELDS as GUARD_FIELDS
+from gateway.billing.guards import Guards, GuardStore, patched
 from gateway.billing.ledger import export_json
 from gateway.billing.plans import BUILT_IN as BUILT_IN_PLANS
 from gateway.billing.plans import Plan
@@ -19,7 +22,6 @@ from gateway.billing.timestamps import utc_ms
 from gateway.billing.vouchers import Vouchers
 from gateway.billing.wallet import Wallet
 from gateway.edge.admin_fields import (
-    expiry_field,
     is_ledger_cursor,
     profile_fields,
     query_limit,
@@ -31,12 +33,15 @@ from gateway.edge.httpjson import (
     json_object,
     json_response,
     limit_field,
-    models_field,
     string_field,
 )
+from gateway.edge.key_fields import key_settings
+from gateway.events.webhook_urls import URL_FIELD
+from gateway.payments.account_fields import SAVED_PAYMENT
 
+DEFAULT_ALERT = 5 * 10**9  # a new account's balance alert, USD 5.00 (docs/guards.md)
 ACCOUNT_FIELDS = {"name", "plan", "hold_policy", "rpm", "tpm", "status", "billing",
-                  "credits_per_usd"}
+                  "credits_per_usd", URL_FIELD} | set(GUARD_FIELDS) | set(SAVED_PAYMENT)
 
 
 class Admin:
@@ -59,6 +64,7 @@ class Admin:
         self._auth = auth
         # Configured digests, comma-separated (several while clients move to a new token).
         self.tokens = AdminTokens(token_sha256.split(","), redis)
+        self.guards = GuardStore(redis)
         self.money = MoneyRoutes(self.check, directory, wallet, self._plans, self._vouchers)
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -69,6 +75,7 @@ class Admin:
             web.patch("/admin/accounts/{id}", self.patch_account),
             web.post("/admin/accounts/{id}/keys", self.create_key),
             web.get("/admin/accounts/{id}/keys", self.list_keys),
+            web.patch("/admin/keys/{key_id}", self.patch_key),
             web.delete("/admin/keys/{key_id}", self.delete_key),
             *self.money.routes(),
             web.get("/admin/ledger", self.ledger),
@@ -144,10 +151,15 @@ class Admin:
 
     async def create_account(self, request: web.Request) -> web.Response:
         await self.check(request)
-        fields = self._account_fields(await json_object(request), creating=True)
+        body = await json_object(request)
+        fields = self._account_fields(body, creating=True)
+        plan = self._plans[fields["plan"] or "default"]
+        guards = patched(Guards((DEFAULT_ALERT,), None, plan.monthly_limit, plan.limit_action),
+                         body)  # fmt: skip
         account = await self._directory.create_account(fields)
-        await self._grant_free_quota(account.id, self._plans[account.plan])
-        return json_response(account.to_json(), status=201)
+        await self.guards.set(account.id, guards)
+        await self._grant_free_quota(account.id, plan)
+        return json_response({**account.to_json(), **guards.to_json()}, status=201)
 
     async def _grant_free_quota(self, account_id: str, plan: Plan) -> None:
         """The plan's free quota, granted once when the account is made."""
@@ -166,45 +178,52 @@ class Admin:
         page, after = await self._directory.find_accounts(
             search=query.get("search", "")[:200], after=query.get("after", "")[:100], limit=limit
         )
-        return json_response({"data": [a.to_json() for a in page], "next": after})
+        guards = await asyncio.gather(*(self.guards.get(a.id) for a in page))
+        return json_response({"data": [{**a.to_json(), **g.to_json()}
+                                       for a, g in zip(page, guards, strict=True)],
+                              "next": after})  # fmt: skip
 
     async def get_account(self, request: web.Request) -> web.Response:
         await self.check(request)
         account = await self._directory.get_account(request.match_info["id"])
-        return json_response(account.to_json())
+        return json_response({**account.to_json(), **(await self.guards.get(account.id)).to_json()})
 
     async def patch_account(self, request: web.Request) -> web.Response:
         await self.check(request)
         account_id = request.match_info["id"]
-        fields = self._account_fields(await json_object(request), creating=False)
+        body = await json_object(request)
+        fields = self._account_fields(body, creating=False)
         current = await self._directory.get_account(account_id)
         if current.status == "closed" and fields.get("status", "closed") != "closed":
             raise errors.Conflict("This account is closed for good; it cannot be reopened.",
                                   param="status")  # fmt: skip
+        guards = patched(await self.guards.get(account_id), body)
         account = await self._directory.update_account(account_id, fields)
+        await self.guards.set(account_id, guards)
         self._auth.forget(account_id=account_id)
-        return json_response(account.to_json())
+        return json_response({**account.to_json(), **guards.to_json()})
 
     # -- keys ----------------------------------------------------------------------------------
 
     async def create_key(self, request: web.Request) -> web.Response:
         await self.check(request)
-        body = await json_object(request)
-        key, secret = await self._directory.create_key(
-            request.match_info["id"],
-            project=string_field(body, "project", default="default"),
-            name=string_field(body, "name", default="default"),
-            rpm=limit_field(body, "rpm"),
-            tpm=limit_field(body, "tpm"),
-            models=models_field(body, "models"),
-            expires_at=expiry_field(body, "expires_at"),
-        )
+        settings = key_settings(await json_object(request), creating=True)
+        key, secret = await self._directory.create_key(request.match_info["id"], **settings)
         return json_response({**key.to_json(), "key": secret}, status=201)
 
     async def list_keys(self, request: web.Request) -> web.Response:
         await self.check(request)
         keys = await self._directory.list_keys(request.match_info["id"])
         return json_response({"data": [k.to_json() for k in keys]})
+
+    async def patch_key(self, request: web.Request) -> web.Response:
+        """Change a key's settings (``KEY_SETTINGS``: not its project or secret); at once in
+        this process, in the others within the key cache's few seconds."""
+        await self.check(request)
+        changes = key_settings(await json_object(request), creating=False)
+        key = await self._directory.update_key(request.match_info["key_id"], changes)
+        self._auth.forget(key_id=key.id)
+        return json_response(key.to_json())
 
     async def delete_key(self, request: web.Request) -> web.Response:
         await self.check(request)

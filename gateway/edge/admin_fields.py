@@ -12,6 +12,8 @@ from typing import Any
 
 from gateway import errors
 from gateway.billing.billing_details import PROFILE_FIELDS, detail_problem
+from gateway.events.webhook_urls import URL_FIELD, webhook_url_field
+from gateway.payments.account_fields import saved_payment_fields
 from pricing import parse_usd
 
 LEDGER_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # ASCII: Python's \d is any digit
@@ -91,8 +93,9 @@ def is_ledger_cursor(text: str) -> bool:
 
 
 def profile_fields(body: dict[str, Any]) -> dict[str, str | None]:
-    """An account body's ``billing`` details and ``credits_per_usd``, as profile hash fields;
-    None clears a field (``"billing": {"tax_id": null}``, ``"billing": null`` clears all)."""
+    """An account body's ``billing`` details, ``credits_per_usd`` and ``webhook_url``, as
+    profile hash fields; None clears a field (``"billing": {"tax_id": null}``, ``"billing":
+    null`` clears all)."""
     fields: dict[str, str | None] = {}
     if "billing" in body:
         fields.update(billing_fields(body["billing"]))
@@ -105,6 +108,9 @@ def profile_fields(body: dict[str, Any]) -> dict[str, str | None]:
                 f"'credits_per_usd' must be an integer from 1 to {MAX_CREDITS_PER_USD} (credits "
                 "to the dollar), or null for USD only.", param="credits_per_usd")  # fmt: skip
         fields["credits_per_usd"] = str(per_usd) if per_usd is not None else None
+    if URL_FIELD in body:  # where the account's events go (null: nowhere)
+        fields[URL_FIELD] = webhook_url_field(body[URL_FIELD])
+    fields.update(saved_payment_fields(body))  # stripe_customer_id, stripe_payment_method
     return fields
 
 

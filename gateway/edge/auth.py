@@ -4,6 +4,11 @@ The cache keeps a key's record for a couple of seconds so the hot path costs no 
 a revoked key stops working in this process at once and in others within ``ttl`` seconds.
 Requests that miss the cache together share one lookup: when a busy key's entry expires, its
 next requests would otherwise all read the same records from Redis at once.
+
+A key with ``allowed_ips`` is refused (403 ``ip_not_allowed``) on every route that
+authenticates, unless the client's address (:mod:`.client_ip`) is in one of its networks,
+which were compiled when the key was read and are cached with it. A key without them costs
+nothing more.
 """
 
 from __future__ import annotations
@@ -11,11 +16,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway import errors
 from gateway.billing.accounts import Account, ApiKey, Directory, hash_key
+from gateway.edge.client_ip import Network, client_address, is_within
+
+if TYPE_CHECKING:  # the billing core imports Caller from here, and loads no HTTP server
+    from aiohttp import web
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:
@@ -45,9 +55,11 @@ class Caller:
 
 class Authenticator:
     def __init__(
-        self, directory: Directory, *, ttl: float = 2.0, max_entries: int = 100_000
-    ) -> None:
+        self, directory: Directory, *, ttl: float = 2.0, max_entries: int = 100_000,
+        trusted_proxies: Sequence[Network] = (),
+    ) -> None:  # fmt: skip
         self._directory = directory
+        self._trusted = tuple(trusted_proxies)  # whose X-Forwarded-For names the client
         self._ttl = ttl
         self._max = max_entries
         self._cache: dict[str, tuple[float, Caller]] = {}
@@ -55,7 +67,24 @@ class Authenticator:
         self._lookups: dict[str, asyncio.Future[Caller | None]] = {}
         self._forgets = 0  # bumped by forget(): a lookup that spans one is not cached
 
-    async def authenticate(self, headers: Mapping[str, str]) -> Caller:
+    async def authenticate(self, request: web.BaseRequest) -> Caller:
+        """The caller of ``request``: its key (401 when missing, unknown or expired) and account;
+        403 ``ip_not_allowed`` when the key may not be used from the client's address."""
+        caller = await self._caller(request.headers)
+        if caller.key.allowed_ips:
+            self._check_address(caller.key, request)
+        return caller
+
+    def _check_address(self, key: ApiKey, request: web.BaseRequest) -> None:
+        forwarded = request.headers.getall("X-Forwarded-For", ()) if self._trusted else ()
+        address = client_address(request.remote, forwarded, self._trusted)
+        if address is None or not is_within(address, key.allowed_ips):
+            raise errors.IpNotAllowed(
+                f"This API key may not be used from {address or 'an unknown address'}: its "
+                "allowed_ips do not include it."
+            )
+
+    async def _caller(self, headers: Mapping[str, str]) -> Caller:
         secret = key_from_headers(headers)
         if secret is None:
             raise errors.InvalidApiKey(

@@ -12,11 +12,12 @@ from gateway import errors
 from gateway.billing.display_units import with_display
 from gateway.billing.vouchers import Vouchers
 from gateway.billing.wallet import Wallet
+from gateway.edge.access import MODEL_ROLES, check_role
 from gateway.edge.auth import Authenticator
 from gateway.edge.httpjson import json_object, json_response
 from gateway.edge.model_access import model_list
 from gateway.prices.holder import PricingHolder
-from gateway.settings import ProviderConfig
+from gateway.provider_settings import ProviderConfig
 
 
 class ClientApi:
@@ -36,17 +37,18 @@ class ClientApi:
         ]
 
     async def models(self, request: web.Request) -> web.Response:
-        caller = await self._auth.authenticate(request.headers)
+        caller = await self._auth.authenticate(request)
         return json_response(model_list(self._pricing.table, self._providers, caller.key.models))
 
     async def wallet(self, request: web.Request) -> web.Response:
-        caller = await self._auth.authenticate(request.headers)
+        caller = await self._auth.authenticate(request)
         view = (await self._wallet.view(caller.account.id)).to_json()
         return json_response(with_display(view, caller.account.credits_per_usd))
 
     async def redeem(self, request: web.Request) -> web.Response:
         """A voucher's credit for the caller's account: 201 with the grant, once per account."""
-        caller = await self._auth.authenticate(request.headers)
+        caller = await self._auth.authenticate(request)
+        check_role(caller, MODEL_ROLES, "redeeming a voucher")  # a viewer only reads
         code = (await json_object(request)).get("code")
         if not isinstance(code, str):
             raise errors.InvalidRequest("'code' must be the voucher's code.", param="code")
@@ -54,7 +56,7 @@ class ClientApi:
         return json_response(txn.to_json(), status=201)
 
     async def request_record(self, request: web.Request) -> web.Response:
-        caller = await self._auth.authenticate(request.headers)
+        caller = await self._auth.authenticate(request)
         rid = request.match_info["request_id"]
         record = await self._wallet.request_view(caller.account.id, rid)
         if record is None:

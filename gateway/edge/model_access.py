@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 
 from gateway import errors
-from gateway.settings import ProviderConfig
+from gateway.provider_settings import ProviderConfig
 from gateway.upstream.routing import provider_for
 from pricing import PriceTable
 

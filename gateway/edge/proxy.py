@@ -32,6 +32,7 @@ from gateway.billing.records import new_request_id
 from gateway.billing.settler import Call, Settler
 from gateway.billing.wallet import Limits, Refusal, Wallet
 from gateway.edge import ratelimit_headers
+from gateway.edge.access import check_may_call_models
 from gateway.edge.auth import Authenticator, Caller
 from gateway.edge.http_server import with_request_id
 from gateway.edge.httpjson import read_body
@@ -126,7 +127,8 @@ class Proxy:
         endpoint = self._endpoints[route_path(request)]
         request_id = request[REQUEST_ID] = new_request_id()
         try:
-            caller = await self._auth.authenticate(request.headers)
+            caller = await self._auth.authenticate(request)  # and where from: allowed_ips
+            check_may_call_models(caller)  # an active account, not a viewer: nothing read yet
             body = await read_body(request, self._settings.max_body_bytes,
                                    self._settings.client_body_timeout)  # fmt: skip
             call = self._prepare(endpoint, caller, body, request.headers.get("Content-Type", ""),
@@ -150,7 +152,6 @@ class Proxy:
     def _prepare(
         self, endpoint: Endpoint, caller: Caller, body: bytes, content_type: str, request_id: str
     ) -> Call:
-        check_active(caller)
         req = endpoint.parse(body, content_type)
         check_allowed(req.model, caller.key.models)
         table = self._pricing.table
@@ -174,7 +175,7 @@ class Proxy:
             req=req,
             price=price,
             provider=provider,
-            limits=Limits(key.rpm, key.tpm, account.rpm, account.tpm),
+            limits=Limits(key.rpm, key.tpm, account.rpm, account.tpm, key.monthly_spend_limit),
             price_version=table.version,
         )
 
@@ -235,6 +236,8 @@ class Proxy:
     ) -> errors.GatewayError:
         if refusal.reason == "balance":
             return errors.InsufficientBalance(balance_message(call, refusal.available, hold))
+        if refusal.reason in ("monthly_limit", "key_limit"):
+            return errors.MonthlyLimitReached(limit_message(refusal, hold.amount))
         retry_s = max(1, -(-refusal.retry_ms // 1000)) if refusal.retry_ms >= 0 else 60
         message = ratelimit_headers.refusal_message(
             call.limits, refusal.limit_index, refusal.retry_ms, est_tokens
@@ -371,15 +374,14 @@ def balance_message(call: Call, available: int, hold: Hold) -> str:
             "hold less. Top up your wallet to continue.")  # fmt: skip
 
 
-def check_active(caller: Caller) -> None:
-    """Refuse (403) a suspended or closed account's traffic before anything is read or held."""
-    status = caller.account.status
-    if status == "suspended":
-        raise errors.AccountSuspended(
-            "This account is suspended: no request is forwarded until it is resumed. Contact "
-            "the operator of this gateway.")  # fmt: skip
-    if status == "closed":
-        raise errors.AccountClosed("This account is closed; it takes no more requests.")
+def limit_message(refusal: Refusal, hold: int) -> str:
+    """Why a request was refused for a monthly limit (the account's, or its key's cap)."""
+    whose = "This account's monthly limit" if refusal.reason == "monthly_limit" else (
+        "This API key's monthly spend limit")  # fmt: skip
+    counted = "spent or held" if refusal.reason == "monthly_limit" else "spent"
+    return (f"{whose} of {format_usd(refusal.limit)} USD is reached: {format_usd(refusal.spent)} "
+            f"USD {counted} this month (UTC), and this request may cost up to {format_usd(hold)}"
+            " USD. It resumes next month, or when the limit is raised.")  # fmt: skip
 
 
 def route_path(request: web.Request) -> str:

@@ -1,4 +1,4 @@
-"""Rate-limit headers and messages (pure). The counting is in ``billing/lua/admit_v4.lua``."""
+"""Rate-limit headers and messages (pure). The counting is in ``billing/lua/admit_v5.lua``."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ class ReceiptsApi:
         return account_id
 
     async def _caller(self, request: web.Request) -> str:
-        return (await self._auth.authenticate(request.headers)).account.id
+        return (await self._auth.authenticate(request)).account.id
 
     async def admin_list(self, request: web.Request) -> web.Response:
         return await self._list(request, await self._operated(request))

@@ -60,6 +60,11 @@ class AccountKeys:
         return f"{self.tag}:grant_order"
 
     @property
+    def key_spend(self) -> str:
+        """Hash: ``<key id>|<YYYY-MM>`` -> what the key spent that month (keys with a cap)."""
+        return f"{self.tag}:keyspend"
+
+    @property
     def receipts(self) -> str:
         """Hash: receipt number -> the receipt as JSON, written with its top-up (money_move)."""
         return f"{self.tag}:receipts"
@@ -73,6 +78,13 @@ class AccountKeys:
     def cash_lot_order(self) -> str:
         """Zset: the cash lots, scored by when they came in (spent oldest first)."""
         return f"{self.tag}:lot_order"
+
+    @property
+    def payments(self) -> str:
+        """Hash: ``p:<top-up order id>`` -> the payment provider's payment it came from (a
+        Stripe PaymentIntent), ``r:<refund order id>`` -> the provider's refund of it
+        (gateway.payments)."""
+        return f"{self.tag}:payments"
 
     def order(self, order_id: str) -> str:
         """Hash: the transaction an order id made (idempotency of money moves), kept for the
@@ -98,6 +110,17 @@ class AccountKeys:
         """Hash: one request while it is pending (no expiry); once settled, a marker of its
         ledger entry (``e``, ``c``, ``f``) kept ``record_ttl``; or a release's tombstone."""
         return f"{self.tag}:req:{request_id}"
+
+    @property
+    def delivery(self) -> str:
+        """Hash: how far the account's events have gone out to its webhook: the cursor, the
+        head event's tries and a record per event (``gateway.events.delivery_state``)."""
+        return f"{self.tag}:delivery"
+
+    @property
+    def delivery_lock(self) -> str:
+        """String with expiry: the token of the dispatcher delivering the account's events."""
+        return f"{self.tag}:delivery_lock"
 
     def bucket(self, scope: str, kind: str) -> str:
         """Hash {level, ts}: token bucket of ``scope`` ("acct", "key:<id>"), ``kind`` rpm/tpm."""
@@ -128,6 +151,12 @@ def ledger_checkpoint() -> str:
     return f"{LEDGER_TAG}:checkpoint"
 
 
+def dispatch_epoch() -> str:
+    """String: when (unix ms) webhook delivery first started here; the dispatcher's consumer
+    group on the feed is made after it (``gateway.events.feed_group``)."""
+    return f"{LEDGER_TAG}:dispatch_epoch"
+
+
 def reaper_lease() -> str:
     """String with expiry: the process that sweeps every account's expired holds now."""
     return f"{PREFIX}:reaper:lease"
@@ -136,6 +165,11 @@ def reaper_lease() -> str:
 def free_renewal_lease() -> str:
     """String with expiry: the process that renews the plans' monthly free quota now."""
     return f"{PREFIX}:free_renewal:lease"
+
+
+def stripe_event(event_id: str) -> str:
+    """String with expiry: a Stripe event (its ``evt_...`` id) already handled."""
+    return f"{PREFIX}:stripe_event:{event_id}"
 
 
 def accounts_index() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 
 from gateway import errors
-from gateway.settings import ProviderConfig
+from gateway.provider_settings import ProviderConfig
 from gateway.upstream.http1 import ClientTimeout, ConnectionBroken, Origin, Pool, Timeouts
 from gateway.upstream.http1 import Response as Http1Response
 from gateway.upstream.provider import UpstreamRequest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
-from gateway.settings import ProviderConfig
+from gateway.provider_settings import ProviderConfig
 from gateway.upstream.provider import Provider
 
 

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from gateway.apis.tokens import TokenCounter
 from gateway.app import create_app
 from gateway.billing.lua_scripts import all_sources
-from gateway.settings import ProviderConfig, Settings
+from gateway.provider_settings import ProviderConfig
+from gateway.settings import Settings
 from gateway.store.fast_client import FastScripts
 from pricing import parse_pricing
 from tests.support.fake_upstream import FakeUpstream

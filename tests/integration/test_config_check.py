@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import yaml
 
-from gateway.settings import ProviderConfig
+from gateway.provider_settings import ProviderConfig
 from tests.integration.conftest import GatewayFactory
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import free_port

@@ -61,7 +61,9 @@ async def test_every_entry_once_in_pages_from_any_cursor(gateway: Gateway, redis
         await gateway.wallet(account)  # this process's settles have landed
     expected = await ledgers(redis, accounts)
     total = sum(len(ids) for ids in expected.values())
-    assert total == 3 * (1 + 1 + 6)  # a top-up, a refund, six charges each
+    # A top-up, a refund, six charges, and one balance alert each (the default alert at 5.00:
+    # the first settle finds the balance below it; events are ledger entries, docs/guards.md).
+    assert total == 3 * (1 + 1 + 6 + 1)
 
     for _ in range(100):  # the relay runs every 0.2 s
         full = await export(gateway)
@@ -81,7 +83,10 @@ async def test_every_entry_once_in_pages_from_any_cursor(gateway: Gateway, redis
     assert await export(gateway, cursors[-1]) == []  # caught up: an empty body
 
     kinds = {line["type"] for line in full}
-    assert kinds == {"topup", "refund", "charge"}
+    assert kinds == {"topup", "refund", "charge", "event"}
+    alerts = [line for line in full if line["type"] == "event"]
+    assert [(a["event"], a["data"]["threshold"]) for a in alerts] == [("balance_alert", "5.00")] * 3
+    assert all(a["event_id"] == f"evt_{a['account']}_{a['entry']}" for a in alerts)
     for line in full:
         split = sum(parse_usd(v) for v in line["source"].values())
         assert split == parse_usd(line["amount"]), line

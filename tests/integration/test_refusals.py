@@ -8,7 +8,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.settings import ProviderConfig
+from gateway.provider_settings import ProviderConfig
 from pricing import parse_usd
 from tests.integration.conftest import Gateway
 from tests.support.fake_upstream import FakeUpstream

@@ -90,7 +90,7 @@ async def test_provider_account_identity_headers_are_relayed_to_clients(
     account ids."""
     from aiohttp import web
 
-    from gateway.settings import ProviderConfig
+    from gateway.provider_settings import ProviderConfig
 
     async def handle(request: web.Request) -> web.Response:
         await request.read()

@@ -202,7 +202,7 @@ async def test_lua_month_of_agrees_with_the_calendar(redis: Any, redis_target: A
     to 2200, leap days and century years included."""
     if redis_target.cluster:
         pytest.skip("pure arithmetic: one Redis is enough")
-    prelude = script_source("sweep_v2").split("-- sweep_v2", 1)[0]
+    prelude = script_source("sweep_v3").split("-- sweep_v3", 1)[0]
     probe = (
         prelude
         + """

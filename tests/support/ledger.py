@@ -27,7 +27,8 @@ async def assert_ledger_identity(redis: Any) -> int:
     for account_id in ids:
         k = AccountKeys(account_id)
         w = {name: int(v) for name, v in (await redis.hgetall(k.wallet)).items()
-             if not name.startswith(("credits_next", "free_month"))}  # fmt: skip
+             if not name.startswith(("credits_next", "free_month",  # and the guards':
+                                     "alert", "auto", "limit"))}  # fmt: skip
         g = w.get
         cash, held, credits = g("cash", 0), g("held", 0), g("credits", 0)
         free = g("free_ai", 0) + g("free_cloud", 0)

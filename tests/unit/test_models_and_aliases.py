@@ -9,7 +9,8 @@ import pytest
 from gateway import errors
 from gateway.apis import default_endpoints
 from gateway.edge.model_access import check_allowed, is_allowed, model_list
-from gateway.settings import ConfigError, ProviderConfig, parse_settings
+from gateway.provider_settings import ProviderConfig
+from gateway.settings import ConfigError, parse_settings
 from pricing import parse_pricing
 
 

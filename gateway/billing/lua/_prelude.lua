@@ -4,9 +4,20 @@
 -- lua_tonumber), a measurable share of these short scripts. Hence "s + 0" on the hot path,
 -- where s is known to be a number (a Redis reply, or an argument already checked).
 
-local function now_ms()
+local function redis_ms()
   local t = redis.call('TIME')
   return t[1] * 1000 + math.floor(t[2] / 1000)
+end
+
+-- The wallet's clock (ms). A script that takes a clock argument sets CLOCK from it before
+-- anything reads the time: 0 (production) is Redis's TIME; a test drives the wallet's time
+-- (grant ends, hold deadlines, the month) with anything else. Stream entry ids, and so the
+-- trimming of streams (trim_cutoff), stay on Redis's clock whatever CLOCK says.
+local CLOCK = 0
+
+local function now_ms()
+  if CLOCK > 0 then return CLOCK end
+  return redis_ms()
 end
 
 -- "YYYY-MM" of a time in ms since the epoch (UTC), by the days-to-civil algorithm (Lua in
@@ -26,6 +37,14 @@ end
 
 local function fmt(n)
   return string.format('%d', n)
+end
+
+-- The MINID below which a stream kept ``retention_s`` seconds is trimmed. ``now`` is
+-- now_ms()'s; when CLOCK drives it, Redis's own clock is read instead: entry ids are Redis's
+-- time, and a driven clock far ahead must not trim real entries.
+local function trim_cutoff(now, retention_s)
+  local real = CLOCK > 0 and redis_ms() or now
+  return fmt(math.max(real - retention_s * 1000, 0))
 end
 
 -- Holds past their deadline belong to requests whose gateway died: release each exactly once.
@@ -101,7 +120,7 @@ local function end_grants(k, now, retention_s)
         redis.call('HINCRBY', k.wallet, 'expired', fmt(left))
         local w = redis.call('HMGET', k.wallet, 'cash', 'held', 'free_ai')
         local balance = fmt((w[1] or 0) + (w[3] or 0) + credits - (w[2] or 0))
-        local cutoff = fmt(math.max(now - retention_s * 1000, 0))
+        local cutoff = trim_cutoff(now, retention_s)
         redis.call('XADD', k.ledger, 'MINID', '~', cutoff, 'LIMIT', '100', '*',
           't', 'credit_expired', 'r', id, 'a', fmt(left), 's', '0,' .. fmt(left) .. ',0',
           'b', balance, 'n', '')
@@ -119,4 +138,86 @@ local function end_grants(k, now, retention_s)
     redis.call('HDEL', k.wallet, 'credits_next_end')
   end
   return ending
+end
+
+-- Guards (docs/guards.md) -------------------------------------------------------------------
+
+-- ``n`` (integer nanodollars) as the API shows USD: "12.50", "0.0000042", "-3.00".
+local function usd(n)
+  local sign = n < 0 and '-' or ''
+  n = math.abs(n)
+  local frac = n % 1000000000
+  local s = string.gsub(string.format('%d.%09d', (n - frac) / 1000000000, frac), '0+$', '')
+  local decimals = #s - string.find(s, '.', 1, true)
+  if decimals < 2 then s = s .. string.rep('0', 2 - decimals) end
+  return sign .. s
+end
+
+-- An event: a ledger entry of type "event" (name ``name``, cause ``cause``, ``data`` a table of
+-- strings), delivered by the dispatcher from the ledger feed. Returns its entry id.
+local function emit(ledger, retention_s, now, name, cause, data)
+  local cutoff = trim_cutoff(now, retention_s)
+  return redis.call('XADD', ledger, 'MINID', '~', cutoff, 'LIMIT', '100', '*',
+    't', 'event', 'e', name, 'r', cause, 'd', cjson.encode(data), 'a', '0')
+end
+
+-- Balance alerts: each threshold in ``alerts`` ("t1,t2": nanodollars) fires one balance_alert
+-- when the settled ``total`` is below it and it is armed, and is re-armed once the total is at
+-- or above it again. ``off`` lists the thresholds disarmed ("" or nil: none).
+local function check_alerts(wallet, ledger, retention_s, now, total, alerts, off)
+  local was = off or ''
+  local low = {}
+  for t in string.gmatch(alerts, '%d+') do
+    if total < t + 0 then
+      if not string.find(',' .. was .. ',', ',' .. t .. ',', 1, true) then
+        emit(ledger, retention_s, now, 'balance_alert', t,
+          {threshold = usd(t + 0), balance = usd(total)})
+      end
+      low[#low + 1] = t
+    end
+  end
+  local now_off = table.concat(low, ',')
+  if now_off ~= was then
+    if now_off == '' then
+      redis.call('HDEL', wallet, 'alerts_off')
+    else
+      redis.call('HSET', wallet, 'alerts_off', now_off)
+    end
+  end
+end
+
+-- Auto top-up: below the rule's threshold, with none pending, past the back-off and within the
+-- day's count, ask for one top-up (wallet_balance_low, with the order id it must use).
+-- ``auto`` is "threshold,amount,target,max a day,pending ms"; ``pending`` "order id|until ms".
+local function check_auto(wallet, ledger, retention_s, now, total, auto, pending)
+  local threshold, amount, target, most, pending_ms = string.match(auto,
+    '^(%d+),(%d+),(%d+),(%d+),(%d+)$')
+  if not threshold or total >= threshold + 0 then return end
+  if pending then
+    local ends = string.match(pending, '|(%d+)$')
+    if ends and now < ends + 0 then return end
+  end
+  local s = redis.call('HMGET', wallet, 'auto_day', 'auto_count', 'auto_retry_at')
+  local day = math.floor(now / 86400000)
+  local count = (s[1] and s[1] + 0 == day) and (s[2] or 0) + 0 or 0
+  if count >= most + 0 or now < (s[3] or 0) + 0 then return end
+  local want = amount + 0
+  if want == 0 then  -- refill to the target, rounded up to the cent
+    want = target - total
+    want = want + (10000000 - want % 10000000) % 10000000
+  end
+  if want <= 0 then return end
+  local order = 'auto_' .. fmt(redis.call('HINCRBY', wallet, 'auto_seq', 1))
+  redis.call('HSET', wallet, 'auto_pending', order .. '|' .. fmt(now + pending_ms),
+    'auto_day', fmt(day), 'auto_count', fmt(count + 1))
+  emit(ledger, retention_s, now, 'wallet_balance_low', order, {threshold = usd(threshold + 0),
+    action = 'auto_top_up', amount = usd(want), order_id = order, balance = usd(total)})
+end
+
+-- The monthly limit's event, once a month: ``spend`` (this month's, held included where the
+-- caller counts it) has reached ``limit``.
+local function limit_reached(wallet, ledger, retention_s, now, month, spend, limit, action)
+  redis.call('HSET', wallet, 'limit_notified', month)
+  emit(ledger, retention_s, now, 'monthly_limit_reached', month, {limit = usd(limit),
+    month_spend = usd(spend), action = action, month = month})
 end

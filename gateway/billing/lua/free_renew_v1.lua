@@ -20,7 +20,7 @@
 -- quota (left from an earlier plan) stays until spent. Holds are not attributed to a kind of
 -- money, so the quota is reset under open holds too (docs/wallet.md says what that means).
 -- "b" is the balance an AI request can spend (cash + AI free quota + credits - held), as
--- settle_v7 writes it.
+-- settle_v8 writes it.
 -- Every check comes before the first write.
 -- Returns one string:
 --   "1 <expired> <granted>"   renewed now (nanodollars, summed over the categories)

@@ -1,11 +1,16 @@
--- voucher_redeem_v1: take one redemption of a voucher for an account, at most once per account
+-- voucher_redeem_v2: take one redemption of a voucher for an account, at most once per account
 -- and never more than the voucher allows, however many try at once.
 --
 -- KEYS[1] voucher hash   KEYS[2] redeemed set (account ids)
 -- ARGV[1] account id
+-- ARGV[2] the clock, unix ms ("0": Redis's TIME; tests drive the wallet's time with it)
 -- Returns "<status> <amount> <credit end ms>":
 --   1: taken now;  0: this account took one before (the caller completes its grant, which is
 --   idempotent);  -1: no such voucher;  -2: past its valid_until;  -3: used up
+if not string.find(ARGV[2] or '', '^%d+$') then
+  return redis.error_reply('voucher_redeem_v2: malformed arguments')
+end
+CLOCK = ARGV[2] + 0
 local v = redis.call('HMGET', KEYS[1], 'amount', 'max_redemptions', 'used', 'valid_until_ms',
   'credit_ends_ms')
 if not v[1] then

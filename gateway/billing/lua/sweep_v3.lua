@@ -1,11 +1,17 @@
--- sweep_v2: release the expired holds of one account, and finalise its credit grants whose end
+-- sweep_v3: release the expired holds of one account, and finalise its credit grants whose end
 -- has passed (when nothing admitted before their end is open; see end_grants).
 --
 -- KEYS[1] wallet hash   KEYS[2] holds zset   KEYS[3] hold amounts hash
 -- KEYS[4] credit grants hash   KEYS[5] grant order zset   KEYS[6] ledger stream
 -- KEYS[7] transactions stream
 -- ARGV[1] ledger retention s
+-- ARGV[2] the clock, unix ms ("0": Redis's TIME; tests drive the wallet's time with it: hold
+--         deadlines and grant ends; the ledger is trimmed by Redis's clock)
 -- Returns {released count, spendable balance, held}
+if not string.find(ARGV[1], '^%d+$') or not string.find(ARGV[2] or '', '^%d+$') then
+  return redis.error_reply('sweep_v3: malformed arguments')
+end
+CLOCK = ARGV[2] + 0
 local now = now_ms()
 local released = release_expired(KEYS[1], KEYS[2], KEYS[3], fmt(now))
 local ending = 0

@@ -1,4 +1,4 @@
--- money_move_v5: move money into or out of a wallet, once per order id.
+-- money_move_v6: move money into or out of a wallet, once per order id.
 --
 -- KEYS[1] wallet hash   KEYS[2] the order's key (hash)   KEYS[3] transactions stream
 -- KEYS[4] ledger stream KEYS[5] credit grants hash       KEYS[6] grant order zset
@@ -16,6 +16,9 @@
 --         has it, the transactions stream does not)
 -- ARGV[10] a refund's top-up (its order id; "": the newest top-ups with money left)
 -- ARGV[11] who made an adjustment (an operator's name; "" otherwise)
+-- ARGV[12] the clock, unix ms ("0": Redis's TIME; tests drive the wallet's time with it: a
+--          grant's creation time, the transaction's and receipt's "ts"; the streams are
+--          trimmed by Redis's clock)
 --
 -- The move is written to the transactions stream (the money flow the wallet lists) and as a
 -- ledger entry ("s": free quota, credits, cash). The order's own key keeps the transaction, so
@@ -25,6 +28,8 @@
 -- ("l" in the ledger, "topups" in the transaction); a top-up issues the account's next receipt
 -- number, with the billing details of that moment; adjustments add or take cash with a reason
 -- and an operator.
+-- v6 (docs/guards.md): money in re-arms the balance alerts it lifts the total above; the top-up
+-- an auto top-up asked for (its order id) clears the pending request and its back-off.
 -- Returns {status, transaction id, fields...}
 --   status 1: applied;  0: replay of an existing order (fields of that order);
 --   -1: a refund or negative adjustment exceeds the unspent cash (what is refundable);
@@ -38,9 +43,11 @@ if not string.find(ARGV[5], '^%d+$') or not string.find(ARGV[6], '^%d+$')
     or not string.find(ARGV[7], '^%d+$') or not string.find(ARGV[8], '^%d+$')
     or tonumber(ARGV[8]) > 9999 or (ARGV[9] ~= 'ai' and ARGV[9] ~= 'cloud')
     or not string.find(ARGV[2], '^%-?%d+$') or ARGV[2] == '0' or ARGV[2] == '-0'
-    or (kind ~= 'adjustment' and string.sub(ARGV[2], 1, 1) == '-') then
-  return redis.error_reply('money_move_v5: malformed arguments')
+    or (kind ~= 'adjustment' and string.sub(ARGV[2], 1, 1) == '-')
+    or #ARGV ~= 12 or not string.find(ARGV[12], '^%d+$') then
+  return redis.error_reply('money_move_v6: malformed arguments')
 end
+CLOCK = ARGV[12] + 0
 local existing = redis.call('HGETALL', KEYS[2])
 if #existing > 0 then
   local out = {0}
@@ -49,7 +56,8 @@ if #existing > 0 then
 end
 
 local amount = tonumber(ARGV[2])
-local w = redis.call('HMGET', KEYS[1], 'cash', 'held', 'free_ai', 'credits', 'free_cloud')
+local w = redis.call('HMGET', KEYS[1], 'cash', 'held', 'free_ai', 'credits', 'free_cloud',
+  'alerts', 'alerts_off', 'auto_pending')
 local cash, held = (w[1] or 0) + 0, (w[2] or 0) + 0
 local others = (w[3] or 0) + (w[4] or 0) + (w[5] or 0)
 local now = now_ms()
@@ -203,6 +211,12 @@ else
   cash = redis.call('HINCRBY', KEYS[1], 'cash', amount)
   redis.call('HINCRBY', KEYS[1], 'topups', amount)
   extra = {'receipt_number', fmt(redis.call('HINCRBY', KEYS[1], 'receipts', 1))}
+  if w[8] and string.sub(w[8], 1, #ARGV[3] + 1) == ARGV[3] .. '|' then  -- the auto top-up's
+    redis.call('HDEL', KEYS[1], 'auto_pending', 'auto_retry_at', 'auto_backoff')
+  end
+end
+if w[7] and w[6] then  -- money in may re-arm alerts (money out never fires one: settles do)
+  check_alerts(KEYS[1], KEYS[4], ARGV[5] + 0, now, cash + others, w[6], w[7])
 end
 
 local balance = fmt(cash + others - held)
@@ -211,7 +225,7 @@ local fields = {
   'balance', balance, 'ts', fmt(now), 'note', ARGV[4],
 }
 for _, v in ipairs(extra) do fields[#fields + 1] = v end
-local cutoff = fmt(math.max(now - ARGV[5] * 1000, 0))
+local cutoff = trim_cutoff(now, ARGV[5])
 local entry = redis.call('XADD', KEYS[4], 'MINID', '~', cutoff, 'LIMIT', '100', '*',
   't', kind, 'r', ARGV[3], 'a', ARGV[2], 's', split, 'b', balance, 'n', ARGV[4],
   unpack(ledger_extra))

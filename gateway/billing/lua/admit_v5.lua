@@ -1,4 +1,5 @@
--- admit_v4: admit one request: expire stale holds, check rate limits and funds, place a hold.
+-- admit_v5: admit one request: expire stale holds, check rate limits, funds and the monthly
+-- limits, place a hold.
 --
 -- KEYS[1] wallet hash        KEYS[2] holds zset (request id -> deadline ms)
 -- KEYS[3] hold amounts hash  KEYS[4] request record hash
@@ -6,13 +7,21 @@
 -- KEYS[7] account rpm bucket KEYS[8] account tpm bucket
 -- KEYS[9] credit grants hash KEYS[10] grant order zset
 -- KEYS[11] ledger stream     KEYS[12] transactions stream (for credit_expired, rarely)
+-- KEYS[13] key spend hash (key id|month -> spend)
 -- ARGV[1] request id         ARGV[2] hold wanted (nanodollars, worst-case cost)
 -- ARGV[3] hold ttl ms        ARGV[4] policy: "strict" | "postpaid"
 -- ARGV[5] estimated tokens   ARGV[6..9] limits for KEYS[5..8] (0 = unlimited; per minute)
 -- ARGV[10] record ttl s      ARGV[11] ledger retention s
--- ARGV[12..] record fields as name, value pairs
+-- ARGV[12] the key's monthly spend cap (nanodollars; 0: none)   ARGV[13] the key's id
+-- ARGV[14] the clock, unix ms ("0": Redis's TIME; tests drive the wallet's time with it: the
+--          hold's deadline, grant ends, the month, the buckets; the ledger is trimmed by
+--          Redis's clock whatever it says)
+-- ARGV[15..] record fields as name, value pairs
 -- v4: the funds are cash, the AI free quota and credits (docs/wallet.md); grants past their
 -- end back no new hold, and are finalised here when nothing admitted before their end is open.
+-- v5 (docs/guards.md): the account's monthly limit under "pause" refuses a hold that would take
+-- the month's spend plus what is held past it (the first refusal of a month emits
+-- monthly_limit_reached); a key's monthly cap refuses a hold past the key's month spend.
 -- Returns one string of space-separated integers (v1 returned them as an array: a script's
 -- array reply costs Redis a separate reply block, and Redis 6.2 one write() each):
 --   "1 <available after hold> <hold placed> <now ms> <remaining x4> <reset ms x4>"
@@ -20,18 +29,23 @@
 --   "-2 <bucket index 1..4> <retry ms>"    a rate limit is exhausted (retry -1: never fits)
 --   "-3"                                   request id already used (or released: settle_v5's
 --                                          tombstone for a release that came first)
+--   "-4 <limit> <month spend + held>"      the account's monthly limit
+--   "-5 <cap> <the key's month spend>"     the key's monthly cap
 -- The pending record has no expiry (v2 gave it the record ttl, so a request outliving it
 -- was settled as "no such request", free): settle_v5 sets the expiry once it is charged.
 -- The arguments used after the first write are checked before it (only a caller's bug can
 -- make them wrong, but then the script must fail before it writes anything).
 if not string.find(ARGV[10], '^%d+$') or not string.find(ARGV[11], '^%d+$')
-    or #ARGV % 2 == 0 then
-  return redis.error_reply('admit_v4: malformed arguments')
+    or not string.find(ARGV[12], '^%d+$') or not string.find(ARGV[14] or '', '^%d+$')
+    or #ARGV % 2 == 1 then
+  return redis.error_reply('admit_v5: malformed arguments')
 end
+CLOCK = ARGV[14] + 0
 local now = now_ms()
 local now_s = fmt(now)
 local deadline_s = fmt(now + ARGV[3])
-local w = redis.call('HMGET', KEYS[1], 'cash', 'held', 'free_ai', 'credits', 'credits_next_end')
+local w = redis.call('HMGET', KEYS[1], 'cash', 'held', 'free_ai', 'credits', 'credits_next_end',
+  'limit', 'limit_action', 'limit_notified')
 local cash = (w[1] or 0) + 0
 local held = (w[2] or 0) + 0
 local others = (w[3] or 0) + (w[4] or 0)  -- free quota and credits, as the wallet holds them
@@ -92,6 +106,26 @@ if hold > available then
   end
 end
 
+-- The monthly limits count what is held: concurrent requests pass them by one request at most.
+if (w[6] and w[7] ~= 'notify') or ARGV[12] ~= '0' then
+  local month = month_of(now)
+  if w[6] and w[7] ~= 'notify' then
+    local spend = (redis.call('HGET', KEYS[1], 'spend:' .. month) or 0) + held
+    if spend + hold > w[6] + 0 then
+      if w[8] ~= month then
+        limit_reached(KEYS[1], KEYS[11], ARGV[11] + 0, now, month, spend, w[6] + 0, 'pause')
+      end
+      return '-4 ' .. w[6] .. ' ' .. fmt(spend)
+    end
+  end
+  if ARGV[12] ~= '0' then
+    local spent = (redis.call('HGET', KEYS[13], ARGV[13] .. '|' .. month) or 0) + 0
+    if spent + hold > ARGV[12] + 0 then
+      return '-5 ' .. ARGV[12] .. ' ' .. fmt(spent)
+    end
+  end
+end
+
 -- Numbers handed to redis.call are formatted by Redis with "%.17g" (slow): each one is
 -- formatted here once, as an exact integer, and reused.
 if levels then
@@ -110,7 +144,10 @@ if hold > 0 then
   redis.call('ZADD', KEYS[2], deadline_s, ARGV[1])
 end
 redis.call('HSET', KEYS[4], 'status', 'pending', 'hold', hold_s,
-  'est_tokens', ARGV[5], 'created_ms', now_s, 'deadline_ms', deadline_s, unpack(ARGV, 12))
+  'est_tokens', ARGV[5], 'created_ms', now_s, 'deadline_ms', deadline_s, unpack(ARGV, 15))
+if ARGV[12] ~= '0' then  -- settle adds the charge to the key's month spend
+  redis.call('HSET', KEYS[4], 'kc', '1')
+end
 
 if not levels then
   return '1 ' .. fmt(available - hold) .. ' ' .. hold_s .. ' ' .. now_s .. ' -1 -1 -1 -1 0 0 0 0'
