@@ -8,9 +8,7 @@ redis fixture checks the ledger identity after the test."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,25 +20,13 @@ from gateway.billing.ledger import event_id
 from gateway.store.keys import AccountKeys
 from tests.integration.conftest import Gateway, remote
 from tests.support.processes import GatewayProcess
+from tests.support.waiting import eventually
 from tests.support.webhook_receiver import Receiver, start_receiver
 
 pytestmark = pytest.mark.redis_cluster_too
 
 FLAT = {"model": "gpt-flat", "messages": [{"role": "user", "content": "hi"}]}  # 0.002 each
 GRACE = 2.0  # seconds in which no further event may arrive
-
-
-async def eventually(check: Callable[[], Any], seconds: float = 20.0, why: Any = None) -> None:
-    """Wait for ``check()`` (a value or an awaitable) to be true; ``why()`` is shown if never."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"not within {seconds} s: {why() if why else ''}"
-        await asyncio.sleep(0.05)
 
 
 async def call(gw: Gateway, key: str) -> int:
@@ -88,7 +74,7 @@ async def test_one_alert_and_one_auto_top_up_for_100_concurrent_crossings_on_two
         written[:] = await ledger_events(redis, account)
         return len(written) >= 2
 
-    await eventually(two_written, why=lambda: written)
+    await eventually(two_written, 20, why=lambda: written)
     await eventually(lambda: receiver.ids(account) == [i for i, _, _ in written],
                      why=lambda: (written, [a.event["id"] for a in receiver.arrivals],
                                   [p.log.read_text()[-2000:] for p in procs]))  # fmt: skip

@@ -6,7 +6,6 @@ nothing. The receiver is a real HTTP server on loopback."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ from tests.integration.conftest import (
 )
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.processes import GatewayProcess
+from tests.support.waiting import eventually
 from tests.support.webhook_receiver import Receiver, start_receiver
 
 pytestmark = pytest.mark.redis_cluster_too
@@ -44,19 +44,6 @@ FLAT = {"model": "gpt-flat", "messages": [{"role": "user", "content": "hi"}]}  #
 # With 10.00 and these thresholds, each of the first three requests fires one balance_alert.
 THRESHOLDS = ["9.999", "9.997", "9.995"]
 FAST = DispatchConfig(backoff=0.2, backoff_max=2.0, timeout=3.0, claim_after=1.0)
-
-
-async def eventually(check: Callable[[], Any], seconds: float = 15.0, why: Any = None) -> None:
-    """Wait for ``check()`` (a value or an awaitable) to be true; ``why`` is shown if never."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"not within {seconds} s: {why() if why else ''}"
-        await asyncio.sleep(0.05)
 
 
 async def spend(gw: Gateway, key: str, requests: int) -> None:

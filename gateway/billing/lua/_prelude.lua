@@ -20,9 +20,9 @@ local function now_ms()
   return redis_ms()
 end
 
--- "YYYY-MM" of a time in ms since the epoch (UTC), by the days-to-civil algorithm (Lua in
--- Redis has no os.date).
-local function month_of(ms)
+-- The UTC calendar date (year, month, day) of a time in ms since the epoch, by the
+-- days-to-civil algorithm (Lua in Redis has no os.date).
+local function civil(ms)
   local z = math.floor(ms / 86400000) + 719468
   local era = math.floor(z / 146097)
   local doe = z - era * 146097
@@ -30,9 +30,23 @@ local function month_of(ms)
     - math.floor(doe / 146096)) / 365)
   local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
   local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
   local m = mp < 10 and mp + 3 or mp - 9
-  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return yoe + era * 400 + (m <= 2 and 1 or 0), m, d
+end
+
+-- "YYYY-MM" of a time in ms since the epoch (UTC).
+local function month_of(ms)
+  local y, m = civil(ms)
   return string.format('%04d-%02d', y, m)
+end
+
+-- RFC 3339 (UTC, whole seconds) of a time in ms since the epoch.
+local function utc(ms)
+  local y, m, d = civil(ms)
+  local t = math.floor(ms / 1000) % 86400
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02dZ', y, m, d, math.floor(t / 3600),
+    math.floor(t % 3600 / 60), t % 60)
 end
 
 local function fmt(n)

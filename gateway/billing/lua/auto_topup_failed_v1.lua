@@ -18,25 +18,6 @@ if ARGV[1] == '' or not string.find(ARGV[3], '^%d+$') then
   return redis.error_reply('auto_topup_failed_v1: malformed arguments')
 end
 
--- RFC 3339 (UTC, seconds) of a time in ms since the epoch, by the days-to-civil algorithm
--- (as month_of in the prelude; Lua in Redis has no os.date).
-local function utc(ms)
-  local s = math.floor(ms / 1000)
-  local z = math.floor(s / 86400) + 719468
-  local t = s % 86400
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
-    - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
-  return string.format('%04d-%02d-%02dT%02d:%02d:%02dZ', y, m, d, math.floor(t / 3600),
-    math.floor(t % 3600 / 60), t % 60)
-end
-
 local w = redis.call('HMGET', KEYS[1], 'auto_pending', 'auto_backoff')
 if not w[1] or string.sub(w[1], 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then
   return 0
