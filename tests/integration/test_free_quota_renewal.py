@@ -23,6 +23,7 @@ from gateway.billing.records import new_request_id
 from gateway.billing.wallet import Admission, Limits, Settlement, Wallet
 from gateway.store.keys import AccountKeys
 from tests.integration.conftest import Gateway, GatewayFactory
+from tests.integration.test_plans import make
 from tests.support.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.redis_cluster_too
@@ -47,14 +48,6 @@ def renewer(redis: Any, at: int) -> FreeQuotaRenewer:
     """A renewer of its own (through redis-py) whose clock says ``at``."""
     return FreeQuotaRenewer(redis, RedisPyScripts(redis), Directory(redis), PLANS,
                             clock=lambda: at)  # fmt: skip
-
-
-async def make(gw: Gateway, plan: str) -> tuple[str, str]:
-    status, acct = await gw.admin("POST", "/admin/accounts", {"name": "acme", "plan": plan})
-    assert status == 201, acct
-    status, key = await gw.admin("POST", f"/admin/accounts/{acct['id']}/keys", {"name": "k"})
-    assert status == 201, key
-    return acct["id"], key["key"]
 
 
 async def spend(gw: Gateway, key: str) -> None:
