@@ -57,11 +57,14 @@ def prompt(counter: TokenCounter, **fields: Any) -> int:
                                    "gpt-cheap")  # fmt: skip
 
 
-async def spend_until_refused(gw: Gateway, key: str, upstream: FakeUpstream) -> int:
+async def spend_until_refused(gw: Gateway, key: str, upstream: FakeUpstream,
+                             account: str) -> int:  # fmt: skip
     """Requests without max_tokens, each costing 0.000423, until one is refused: how many were
-    answered."""
+    answered. Each waits for the one before it to be charged (a wallet read waits for this
+    process's settles), so no hold still in Redis makes a refusal come early."""
     upstream.usage_override = REPLY
     for answered in range(100):
+        await gw.wallet(account)
         status, body, _ = await chat(gw, key)
         if status != 200:
             assert status == 403 and body["error"]["code"] == "insufficient_balance", body
@@ -80,7 +83,7 @@ async def test_a_cent_is_spent_down_to_far_less_than_a_quarter(
     assert status == 200
     rec = await gw.record(key, headers["x-request-id"])
     assert (rec["held"], rec["worst_case"]) == (format_usd(capped), format_usd(whole)), rec
-    answered = await spend_until_refused(gw, key, upstream)
+    answered = await spend_until_refused(gw, key, upstream, account)
     stranded = parse_usd((await gw.wallet(account))["balance"])
     # Refused only once the balance is below one capped hold: 0.00061665, about 6% of 0.01.
     assert 0 <= stranded < capped < parse_usd("0.00062")
@@ -90,7 +93,7 @@ async def test_a_cent_is_spent_down_to_far_less_than_a_quarter(
     # The same cent with the whole ceiling held (hold_output_tokens: null) strands over 20%.
     old = await cheap_gateway(make_gateway, hold_output_tokens=None)
     account, key = await old.account(topup="0.01")
-    answered_whole = await spend_until_refused(old, key, upstream)
+    answered_whole = await spend_until_refused(old, key, upstream, account)
     stranded = parse_usd((await old.wallet(account))["balance"])
     assert whole - parse_usd("0.000423") <= stranded < whole
     assert stranded > parse_usd("0.01") // 5
